@@ -1,0 +1,78 @@
+# Ray History — build, test and run. Every target installs what it needs into .tools/.
+SHELL := /bin/bash
+TOOLS ?= $(CURDIR)/.tools
+AZURITE_VERSION := 3.37.0
+RAY_VERSION := 2.60.0
+AZURITE := $(TOOLS)/azurite/node_modules/.bin/azurite-blob
+VENV := $(TOOLS)/venv
+RAY := $(VENV)/bin/ray
+PYTOOLS := $(VENV)/.pytools-installed
+export RAY_HISTORY_TOOLS := $(TOOLS)
+CARGO ?= cargo
+
+.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server demo run e2e-kind chart clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace --bins
+
+tools: $(AZURITE) $(RAY) $(PYTOOLS) apt-tools
+
+# Debian packages the tests use (headless browser for the UI tests, shellcheck for scripts).
+APT_TEST_PACKAGES := chromium chromium-driver shellcheck
+APT_BENCH_PACKAGES := rclone wrk
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> apt-get install$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+.PHONY: apt-tools apt-bench-tools
+apt-tools:
+	$(call apt_install,$(APT_TEST_PACKAGES))
+
+apt-bench-tools:
+	$(call apt_install,$(APT_BENCH_PACKAGES))
+
+$(AZURITE):
+	@echo "==> installing azurite@$(AZURITE_VERSION) into $(TOOLS)/azurite"
+	mkdir -p $(TOOLS)/azurite
+	cd $(TOOLS)/azurite && npm install --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION) >/dev/null
+	@test -x $@
+
+$(RAY):
+	@echo "==> installing ray[default]==$(RAY_VERSION) into $(VENV)"
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'ray[default]==$(RAY_VERSION)'
+	@test -x $@
+
+$(PYTOOLS): $(RAY)
+	@echo "==> installing kubernetes-validate and helm-sdkpy into $(VENV)"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --ignore-requires-python helm-sdkpy
+	touch $@
+
+# The README's test command: lint, then every test against real Azurite and Ray.
+test: tools check-fmt clippy
+	$(CARGO) test --workspace --all-targets --all-features
+
+test-unit:
+	$(CARGO) test --workspace --lib
+
+check-fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --all-features -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+lint: check-fmt clippy
+
+clean:
+	$(CARGO) clean
+	rm -rf $(TOOLS)

@@ -1,0 +1,1 @@
+//! Collector sidecar: streams Ray logs and events to object storage

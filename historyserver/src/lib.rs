@@ -1,0 +1,1 @@
+//! History server: serves stored Ray sessions, logs and the Ray dashboard API

@@ -1,0 +1,1 @@
+//! Operator: CRDs, reconcilers and the collector-injecting webhook

@@ -1,0 +1,95 @@
+//! Errors of the storage crate. Messages never contain secrets: every text that may carry a
+//! credential (backend errors, URLs) goes through [`crate::redact`] first.
+
+/// A configuration that cannot be used. The message is one line that names the setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {problem}")]
+pub struct ConfigError {
+    /// The setting at fault, by its environment name (e.g. `AZURE_STORAGE_CONNECTION_STRING`).
+    pub setting: String,
+    /// What is wrong with it (never the secret value itself).
+    pub problem: String,
+}
+
+impl ConfigError {
+    /// Builds an error for `setting`.
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Errors from storage operations.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The object does not exist.
+    #[error("{key}: not found")]
+    NotFound {
+        /// The key, relative to the prefix.
+        key: String,
+    },
+    /// A create-only write found an existing object.
+    #[error("{key}: already exists")]
+    AlreadyExists {
+        /// The key, relative to the prefix.
+        key: String,
+    },
+    /// An append carried an offset that is not the blob's current size.
+    #[error("{key}: append expected the blob at {expected} bytes, it has {actual:?}")]
+    AppendPosition {
+        /// The key, relative to the prefix.
+        key: String,
+        /// The offset the caller expected.
+        expected: u64,
+        /// The blob's actual size, when it could be read.
+        actual: Option<u64>,
+    },
+    /// The backend cannot append (use whole-object puts instead).
+    #[error("appends are not supported by the {backend} backend")]
+    AppendUnsupported {
+        /// Backend name.
+        backend: &'static str,
+    },
+    /// Any other backend failure; `message` is already redacted.
+    #[error("{operation}{}: {message}", if key.is_empty() { String::new() } else { format!(" {key}") })]
+    Backend {
+        /// What was being done (`put`, `get`, `append`, …).
+        operation: &'static str,
+        /// The key, relative to the prefix (empty for container-level operations).
+        key: String,
+        /// The redacted cause.
+        message: String,
+        /// Whether retrying may help (timeouts, 5xx, connection errors).
+        transient: bool,
+    },
+    /// A local file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The local path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same call may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Backend {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Result with the storage [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

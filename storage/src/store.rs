@@ -1,0 +1,416 @@
+//! [`Storage`]: one handle over every backend, with the storage prefix applied and the
+//! operations the collector and the history server need (create-only puts, ranged reads,
+//! streamed uploads from files, appends on backends that have them).
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{
+    Attribute, Attributes, ListResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::{Backend, StorageConfig, StorageKind};
+use crate::error::{Error, Result};
+use crate::{azure, layout, redact};
+
+/// Retries inside one backend call. Kept short: long outages are ridden out by callers with
+/// [`crate::retry`], and `check` must fail quickly when storage is unreachable.
+pub(crate) const INNER_RETRIES: u32 = 3;
+/// Time limit for the retries inside one backend call.
+pub(crate) const INNER_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// `object_store`'s retry settings for every cloud backend.
+pub(crate) fn inner_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: INNER_RETRIES as usize,
+        retry_timeout: INNER_RETRY_TIMEOUT,
+        ..Default::default()
+    }
+}
+
+/// Size of the chunks [`Storage::put_file`] reads and uploads at a time.
+const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
+
+/// A storage backend with the configured prefix applied. Cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    append: Option<Arc<azure::AppendBlobs>>,
+    kind: StorageKind,
+    description: String,
+    /// Whether the backend stores attributes such as Content-Type (local files do not).
+    attributes: bool,
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("kind", &self.kind)
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+impl Storage {
+    /// Opens the configured backend. On Azure this checks the container (one request) and
+    /// creates it when missing and allowed; an unreachable service gives a transient error,
+    /// so callers that must ride out outages wrap this in [`crate::retry::retry`].
+    pub async fn open(config: &StorageConfig) -> Result<Self> {
+        let (store, append): (Arc<dyn ObjectStore>, _) = match &config.backend {
+            Backend::Azure(azure) => {
+                let opened = azure::open(azure).await?;
+                (opened.store, Some(Arc::new(opened.append)))
+            }
+            Backend::S3(s3) => (s3.build()?, None),
+            Backend::Gcs(gcs) => (gcs.build()?, None),
+            Backend::Local { path } => {
+                std::fs::create_dir_all(path).map_err(|source| Error::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let local = object_store::local::LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| backend_error("open", "", e))?
+                    .with_automatic_cleanup(true);
+                (Arc::new(local), None)
+            }
+            Backend::Memory => (Arc::new(object_store::memory::InMemory::new()), None),
+        };
+        let prefix = config.prefix_path();
+        let store: Arc<dyn ObjectStore> = match &prefix {
+            Some(prefix) => Arc::new(PrefixStore::new(store, prefix.clone())),
+            None => store,
+        };
+        let append = append.map(|a: Arc<azure::AppendBlobs>| Arc::new(a.with_prefix(prefix)));
+        Ok(Self {
+            store,
+            append,
+            kind: config.kind(),
+            description: config.describe(),
+            attributes: config.kind() != StorageKind::Local,
+        })
+    }
+
+    /// Which backend this is.
+    pub fn kind(&self) -> StorageKind {
+        self.kind
+    }
+
+    /// A one-line description for logs (no secrets), e.g. `azureblob container x at <endpoint>`.
+    pub fn describe(&self) -> &str {
+        &self.description
+    }
+
+    /// The underlying object store, keys relative to the prefix.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Writes a whole object, replacing any previous one.
+    pub async fn put(&self, key: &Path, data: Bytes) -> Result<()> {
+        let options = PutOptions {
+            attributes: self.content_type_attributes(key),
+            ..Default::default()
+        };
+        self.store
+            .put_opts(key, PutPayload::from_bytes(data), options)
+            .await
+            .map_err(|e| backend_error("put", key.as_ref(), e))?;
+        Ok(())
+    }
+
+    /// Writes an object only if none exists at `key`; returns `false` when one did.
+    pub async fn put_if_absent(&self, key: &Path, data: Bytes) -> Result<bool> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            attributes: self.content_type_attributes(key),
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(key, PutPayload::from_bytes(data), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(backend_error("put", key.as_ref(), e)),
+        }
+    }
+
+    /// Uploads the first `len` bytes of a local file to `key`, reading it in chunks so memory
+    /// stays bounded whatever the file's size. Large files use a multipart upload.
+    pub async fn put_file(&self, key: &Path, file: &std::path::Path, len: u64) -> Result<()> {
+        let io_error = |source| Error::Io {
+            path: file.display().to_string(),
+            source,
+        };
+        let mut reader = tokio::fs::File::open(file)
+            .await
+            .map_err(io_error)?
+            .take(len);
+        if len as usize <= UPLOAD_CHUNK {
+            let mut buf = Vec::with_capacity(len as usize);
+            reader.read_to_end(&mut buf).await.map_err(io_error)?;
+            return self.put(key, buf.into()).await;
+        }
+        let mut writer = object_store::buffered::BufWriter::with_capacity(
+            Arc::clone(&self.store),
+            key.clone(),
+            UPLOAD_CHUNK,
+        )
+        .with_attributes(self.content_type_attributes(key))
+        .with_max_concurrency(2);
+        let mut buf = vec![0u8; 1024 * 1024];
+        loop {
+            let n = reader.read(&mut buf).await.map_err(io_error)?;
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = writer.write_all(&buf[..n]).await {
+                writer.abort().await.ok();
+                return Err(io_to_backend("put", key, e));
+            }
+        }
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| io_to_backend("put", key, e))
+    }
+
+    /// Reads a whole object. Use [`Storage::get_range`] or [`Storage::get_stream`] for big ones.
+    pub async fn get(&self, key: &Path) -> Result<Bytes> {
+        let result = self
+            .store
+            .get(key)
+            .await
+            .map_err(|e| backend_error("get", key.as_ref(), e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| backend_error("get", key.as_ref(), e))
+    }
+
+    /// Reads a byte range of an object.
+    pub async fn get_range(&self, key: &Path, range: Range<u64>) -> Result<Bytes> {
+        self.store
+            .get_range(key, range)
+            .await
+            .map_err(|e| backend_error("get", key.as_ref(), e))
+    }
+
+    /// Streams an object (or a range of it) in chunks, with its metadata.
+    pub async fn get_stream(
+        &self,
+        key: &Path,
+        range: Option<Range<u64>>,
+    ) -> Result<(ObjectMeta, BoxStream<'static, Result<Bytes>>)> {
+        let options = object_store::GetOptions {
+            range: range.map(Into::into),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(key, options)
+            .await
+            .map_err(|e| backend_error("get", key.as_ref(), e))?;
+        let meta = result.meta.clone();
+        let owned_key = key.to_string();
+        let stream = result
+            .into_stream()
+            .map(move |chunk| chunk.map_err(|e| backend_error("get", &owned_key, e)))
+            .boxed();
+        Ok((meta, stream))
+    }
+
+    /// Metadata of an object, or `None` when it does not exist.
+    pub async fn head(&self, key: &Path) -> Result<Option<ObjectMeta>> {
+        match self.store.head(key).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(backend_error("head", key.as_ref(), e)),
+        }
+    }
+
+    /// Every object under `prefix`, recursively.
+    pub fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let owned = prefix.map(|p| p.to_string()).unwrap_or_default();
+        self.store
+            .list(prefix)
+            .map(move |item| item.map_err(|e| backend_error("list", &owned, e)))
+            .boxed()
+    }
+
+    /// Objects and common prefixes directly under `prefix` (one level).
+    pub async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.store
+            .list_with_delimiter(prefix)
+            .await
+            .map_err(|e| backend_error("list", prefix.map(|p| p.as_ref()).unwrap_or_default(), e))
+    }
+
+    /// Deletes an object; a missing object is not an error.
+    pub async fn delete(&self, key: &Path) -> Result<()> {
+        match self.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(backend_error("delete", key.as_ref(), e)),
+        }
+    }
+
+    /// Server-side copy of `from` to `to`, replacing `to`.
+    pub async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
+        self.store
+            .copy(from, to)
+            .await
+            .map_err(|e| backend_error("copy", from.as_ref(), e))
+    }
+
+    /// Whether [`Storage::append`] works on this backend (Azure append blobs).
+    pub fn supports_append(&self) -> bool {
+        self.append.is_some()
+    }
+
+    /// Appends `data` to the append blob at `key`, which must currently hold exactly
+    /// `expected_offset` bytes (the blob is created when `expected_offset` is 0 and it does not
+    /// exist). A mismatch gives [`Error::AppendPosition`], so a retried append can never
+    /// duplicate bytes. Returns the blob's new size.
+    pub async fn append(&self, key: &Path, expected_offset: u64, data: Bytes) -> Result<u64> {
+        match &self.append {
+            Some(append) => {
+                append
+                    .append(key, expected_offset, data, layout::content_type(key))
+                    .await
+            }
+            None => Err(Error::AppendUnsupported {
+                backend: self.kind.as_str(),
+            }),
+        }
+    }
+}
+
+impl Storage {
+    /// The layout's Content-Type for `key`, on backends that keep attributes.
+    fn content_type_attributes(&self, key: &Path) -> Attributes {
+        let mut attributes = Attributes::new();
+        if self.attributes {
+            attributes.insert(Attribute::ContentType, layout::content_type(key).into());
+        }
+        attributes
+    }
+}
+
+/// Maps an `object_store` error to ours, redacting its text.
+pub(crate) fn backend_error(
+    operation: &'static str,
+    key: &str,
+    error: object_store::Error,
+) -> Error {
+    match error {
+        object_store::Error::NotFound { .. } => Error::NotFound {
+            key: key.to_string(),
+        },
+        object_store::Error::AlreadyExists { .. } => Error::AlreadyExists {
+            key: key.to_string(),
+        },
+        other => {
+            let transient = is_transient(&other);
+            Error::Backend {
+                operation,
+                key: key.to_string(),
+                message: redact::scrub(&other.to_string()),
+                transient,
+            }
+        }
+    }
+}
+
+/// Whether an `object_store` error may pass: a transport failure (connection refused, reset,
+/// timeout) anywhere in its causes, or a 408, 429 or 5xx answer. Other answers (400, 403,
+/// 409, …) will not change on retry.
+pub(crate) fn is_transient(error: &object_store::Error) -> bool {
+    if !matches!(error, object_store::Error::Generic { .. }) {
+        return false;
+    }
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if e.downcast_ref::<object_store::client::HttpError>()
+            .is_some()
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    // The status is only exposed in the text: "... non-2xx status code: 503 Service Unavailable".
+    let text = error.to_string();
+    text.split("status code: ")
+        .skip(1)
+        .filter_map(|rest| rest.get(..3)?.parse::<u16>().ok())
+        .any(|status| status == 408 || status == 429 || status >= 500)
+}
+
+fn io_to_backend(operation: &'static str, key: &Path, error: std::io::Error) -> Error {
+    Error::Backend {
+        operation,
+        key: key.to_string(),
+        message: redact::scrub(&error.to_string()),
+        transient: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::client::{HttpError, HttpErrorKind};
+
+    use super::*;
+
+    fn generic(source: Box<dyn std::error::Error + Send + Sync>) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "MicrosoftAzure",
+            source,
+        }
+    }
+
+    #[test]
+    fn transport_failures_and_server_errors_are_transient() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(is_transient(&generic(Box::new(HttpError::new(
+            HttpErrorKind::Connect,
+            refused
+        )))));
+        for text in [
+            "Error performing PUT x - Server returned non-2xx status code: 503 Service Unavailable: ",
+            "Server returned non-2xx status code: 429 Too Many Requests",
+        ] {
+            assert!(is_transient(&generic(text.into())), "{text}");
+        }
+        for text in [
+            "Server returned non-2xx status code: 400 Bad Request: InvalidBlobOrBlock",
+            "something else",
+        ] {
+            assert!(!is_transient(&generic(text.into())), "{text}");
+        }
+        let missing = object_store::Error::NotFound {
+            path: "a".into(),
+            source: "gone".into(),
+        };
+        assert!(!is_transient(&missing));
+    }
+
+    #[test]
+    fn backend_errors_are_redacted() {
+        let e = backend_error(
+            "get",
+            "k",
+            generic("GET http://h/c/k?sv=1&sig=SECRET%3D failed".into()),
+        );
+        let text = e.to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.starts_with("get k: "), "{text}");
+    }
+}

@@ -1,0 +1,164 @@
+//! A real Azurite blob service on a free port.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use super::process::{Group, free_port, http_get};
+use crate::azure::{AzureAuth, AzureConfig, EMULATOR_ACCOUNT, EMULATOR_KEY};
+use crate::config::{Backend, StorageConfig};
+use crate::redact::Secret;
+
+/// How long Azurite may take to answer after starting.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running Azurite (blob service only). Stopped by process id when dropped.
+#[derive(Debug)]
+pub struct Azurite {
+    port: u16,
+    dir: TempDir,
+    on_disk: bool,
+    process: Option<Group>,
+}
+
+impl Azurite {
+    /// Starts Azurite with in-memory persistence on a free port and waits until it answers.
+    pub fn start() -> Self {
+        Self::launch(false)
+    }
+
+    /// Like [`Azurite::start`], but keeps the data in a temporary folder so that it survives
+    /// [`Azurite::stop`] and [`Azurite::start_again`] (outage tests).
+    pub fn start_on_disk() -> Self {
+        Self::launch(true)
+    }
+
+    /// One Azurite shared by every test of the test binary (for tests that need no outage).
+    /// Its process ends shortly after the test binary exits.
+    pub fn shared() -> &'static Azurite {
+        static SHARED: OnceLock<Azurite> = OnceLock::new();
+        SHARED.get_or_init(Azurite::start)
+    }
+
+    fn launch(on_disk: bool) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("azurite-")
+            .tempdir()
+            .expect("cannot create a temp dir for Azurite");
+        let mut azurite = Self {
+            port: free_port(),
+            dir,
+            on_disk,
+            process: None,
+        };
+        azurite.start_again();
+        azurite
+    }
+
+    /// Starts Azurite again on the same port after [`Azurite::stop`].
+    pub fn start_again(&mut self) {
+        assert!(self.process.is_none(), "Azurite is already running");
+        let binary = super::tool("azurite/node_modules/.bin/azurite-blob");
+        let mut command = Command::new(binary);
+        command.args([
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            &self.port.to_string(),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+        ]);
+        if self.on_disk {
+            command.arg("--location").arg(self.dir.path().join("data"));
+        } else {
+            command.arg("--inMemoryPersistence");
+        }
+        let log = self.dir.path().join("azurite.log");
+        let mut group = Group::spawn(
+            command,
+            &log,
+            Signal::SIGKILL,
+            Duration::from_secs(1),
+            self.dir.path(),
+        );
+        let deadline = Instant::now() + START_TIMEOUT;
+        // Any HTTP answer (Azurite says 400 to a bare GET) means it is listening.
+        while http_get(self.port, "/").is_none() {
+            if !group.running() || Instant::now() > deadline {
+                let tail = group.log_tail(4000);
+                group.kill();
+                panic!("Azurite did not start on port {}:\n{tail}", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.process = Some(group);
+    }
+
+    /// Stops Azurite and waits until it is gone: an on-disk Azurite gets SIGTERM first (it
+    /// saves its metadata, ~1 s), then the process group gets SIGKILL.
+    /// [`Azurite::start_again`] uses the same port.
+    pub fn stop(&mut self) {
+        if let Some(mut group) = self.process.take() {
+            if self.on_disk {
+                group.signal_leader(Signal::SIGTERM);
+                group.wait_for_exit(Duration::from_secs(10));
+            }
+            group.kill();
+        }
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(Group::pid)
+    }
+
+    /// The blob endpoint, `http://127.0.0.1:<port>/devstoreaccount1`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/{EMULATOR_ACCOUNT}", self.port)
+    }
+
+    /// A connection string with the well-known account key and this endpoint.
+    pub fn connection_string(&self) -> String {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};BlobEndpoint={};",
+            self.endpoint()
+        )
+    }
+
+    /// A storage configuration for `container` (account key auth, container created on use).
+    pub fn storage_config(&self, container: &str) -> StorageConfig {
+        let azure = AzureConfig::new(
+            container.to_string(),
+            Some(self.endpoint()),
+            Some(EMULATOR_ACCOUNT.to_string()),
+            AzureAuth::AccountKey(Secret::new(EMULATOR_KEY)),
+            true,
+        )
+        .expect("valid Azurite configuration");
+        StorageConfig {
+            backend: Backend::Azure(azure),
+            prefix: None,
+        }
+    }
+
+    /// Azurite's working folder (its log is `azurite.log` there).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

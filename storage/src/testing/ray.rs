@@ -1,0 +1,173 @@
+//! A real Ray head (`ray start --head --block`) from the project's venv, on free ports and a
+//! short temp dir (Ray's socket paths must stay short).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use super::process::{Group, free_port, http_get};
+
+/// How long a head may take until its dashboard answers.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `ray start --block` may take to drain after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Options for [`RayHead::start`].
+#[derive(Debug, Clone, Default)]
+pub struct RayHeadOptions {
+    /// Extra environment for the head (and its drivers), e.g. `RAY_enable_export_api_write=1`.
+    pub env: Vec<(String, String)>,
+    /// Extra `ray start` arguments.
+    pub args: Vec<String>,
+}
+
+/// A running Ray head. Stopped (SIGTERM, then SIGKILL) when dropped.
+#[derive(Debug)]
+pub struct RayHead {
+    temp: TempDir,
+    gcs_port: u16,
+    dashboard_port: u16,
+    env: Vec<(String, String)>,
+    process: Option<Group>,
+}
+
+impl RayHead {
+    /// Starts a head with one CPU and waits until its dashboard answers `/api/version`.
+    pub fn start(options: RayHeadOptions) -> Self {
+        let ray = super::tool("venv/bin/ray");
+        let temp = tempfile::Builder::new()
+            .prefix("rh")
+            .tempdir_in("/tmp")
+            .expect("cannot create a temp dir for Ray");
+        let gcs_port = free_port();
+        let dashboard_port = free_port();
+        let mut command = Command::new(ray);
+        command
+            .args([
+                "start",
+                "--head",
+                "--block",
+                "--num-cpus=1",
+                "--disable-usage-stats",
+            ])
+            .args(["--include-dashboard=true", "--dashboard-host=127.0.0.1"])
+            .arg("--node-ip-address=127.0.0.1")
+            .arg(format!("--port={gcs_port}"))
+            .arg(format!("--dashboard-port={dashboard_port}"))
+            // Fixed defaults (10001, 52365, …) would collide with other heads on the machine.
+            .arg(format!("--ray-client-server-port={}", free_port()))
+            .arg(format!("--dashboard-agent-listen-port={}", free_port()))
+            .arg(format!("--dashboard-agent-grpc-port={}", free_port()))
+            .arg(format!("--metrics-export-port={}", free_port()))
+            .arg(format!("--runtime-env-agent-port={}", free_port()))
+            .arg("--temp-dir")
+            .arg(temp.path())
+            .args(&options.args)
+            .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            .env("PATH", venv_path())
+            .envs(options.env.iter().map(|(k, v)| (k, v)));
+        let log = temp.path().join("ray-start.log");
+        let mut group = Group::spawn(command, &log, Signal::SIGTERM, STOP_TIMEOUT, temp.path());
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !matches!(http_get(dashboard_port, "/api/version"), Some((200, _))) {
+            if !group.running() || Instant::now() > deadline {
+                let tail = group.log_tail(6000);
+                group.kill();
+                panic!("the Ray head did not start (dashboard port {dashboard_port}):\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Self {
+            temp,
+            gcs_port,
+            dashboard_port,
+            env: options.env,
+            process: Some(group),
+        }
+    }
+
+    /// The GCS address, `127.0.0.1:<port>` (what `RAY_ADDRESS` takes).
+    pub fn gcs_address(&self) -> String {
+        format!("127.0.0.1:{}", self.gcs_port)
+    }
+
+    /// The dashboard's base URL, `http://127.0.0.1:<port>`.
+    pub fn dashboard_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.dashboard_port)
+    }
+
+    /// Ray's temp dir (holds `session_latest` and the `session_*` dirs).
+    pub fn temp_dir(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// The current session dir (`session_latest` resolved).
+    pub fn session_dir(&self) -> PathBuf {
+        let latest = self.temp.path().join("session_latest");
+        std::fs::canonicalize(&latest)
+            .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", latest.display()))
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            .env("PATH", venv_path())
+            .env("RAY_ADDRESS", self.gcs_address())
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// Runs `script` as a Python driver connected to this head (`RAY_ADDRESS` set).
+    pub fn run_python(&self, script: &str) -> Output {
+        self.command(&super::tool("venv/bin/python"))
+            .args(["-c", script])
+            .output()
+            .expect("cannot run the venv's python")
+    }
+
+    /// Submits `entrypoint` (a shell command; `python` is the venv's) as a Ray job and waits
+    /// for it to finish.
+    pub fn submit_job(&self, entrypoint: &str, submission_id: &str) -> Output {
+        self.command(&super::tool("venv/bin/ray"))
+            .args(["job", "submit", "--address", &self.dashboard_url()])
+            .args([
+                "--submission-id",
+                submission_id,
+                "--",
+                "sh",
+                "-c",
+                entrypoint,
+            ])
+            .output()
+            .expect("cannot run `ray job submit`")
+    }
+
+    /// Stops the head: SIGTERM to `ray start --block` (it drains and stops its children),
+    /// then SIGKILL to the process group after 60 s.
+    pub fn stop(&mut self) {
+        if let Some(mut group) = self.process.take() {
+            group.signal_leader(Signal::SIGTERM);
+            group.wait_for_exit(STOP_TIMEOUT);
+            group.kill();
+        }
+    }
+}
+
+impl Drop for RayHead {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `PATH` with the venv's `bin` first, so `python` and `ray` in jobs are the project's.
+fn venv_path() -> std::ffi::OsString {
+    let mut paths = vec![super::tools_dir().join("venv/bin")];
+    if let Some(path) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&path));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
