@@ -73,6 +73,14 @@ fmt:
 
 lint: check-fmt clippy
 
+# Regenerate the chart's CRDs from the Rust types (a test checks they are in sync).
+chart:
+	$(CARGO) run --quiet -p ray-history-operator -- crd > charts/ray-history/crds/rayhistory.io.yaml
+
+# Full story on kind with Azurite (needs Docker and kind; not available on the build machines).
+e2e-kind:
+	scripts/e2e-kind.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf $(TOOLS)

@@ -1,10 +1,50 @@
-use clap::Parser;
+//! `ray-history-operator`: `run` (default) starts the operator, `crd` prints the CRDs.
+use clap::{Parser, Subcommand};
+use ray_history_operator::app::{self, RunArgs};
 
-/// Operator: CRDs, reconcilers and the collector-injecting webhook
+/// Ray History operator: HistoryStorage and HistoryServer controllers and the collector webhook.
 #[derive(Parser)]
-#[command(version)]
-struct Cli {}
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
 
-fn main() {
-    let _ = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator (the default).
+    Run(Box<RunArgs>),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", ray_history_operator::crd::to_yaml()?);
+            return Ok(());
+        }
+        Some(Command::Run(args)) => *args,
+        None => cli.run,
+    };
+    init_tracing();
+    // object_store and kube both link rustls; pick one process-wide provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    app::run(args).await?;
+    Ok(())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

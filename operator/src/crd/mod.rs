@@ -1,0 +1,76 @@
+//! The custom resources: [`HistoryStorage`](storage::HistoryStorage) and
+//! [`HistoryServer`](server::HistoryServer) in `rayhistory.io/v1alpha1`, generated from these
+//! Rust types, plus the status conditions both share.
+
+pub mod server;
+pub mod storage;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResourceExt;
+
+/// API group of the custom resources.
+pub const GROUP: &str = "rayhistory.io";
+/// Field manager for server-side apply.
+pub const MANAGER: &str = "ray-history-operator";
+
+/// Every CRD this operator serves.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    vec![storage::HistoryStorage::crd(), server::HistoryServer::crd()]
+}
+
+/// The CRDs as one multi-document YAML stream (what `ray-history-operator crd` prints and
+/// what the chart's `crds/` folder holds).
+pub fn to_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::new();
+    for crd in all() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+/// Builds a condition, keeping `lastTransitionTime` from `previous` when the status is
+/// unchanged so that re-reconciles do not look like transitions.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if status { "True" } else { "False" }.to_string();
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(jiff::Timestamp::now()));
+    Condition {
+        type_: type_.to_string(),
+        status,
+        reason: reason.to_string(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// An `Unknown` condition (e.g. storage not probed because the Secret is missing).
+pub fn unknown(
+    previous: &[Condition],
+    type_: &str,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let mut c = condition(previous, type_, false, reason, message, generation);
+    c.status = "Unknown".to_string();
+    if let Some(p) = previous
+        .iter()
+        .find(|p| p.type_ == type_ && p.status == "Unknown")
+    {
+        c.last_transition_time = p.last_transition_time.clone();
+    }
+    c
+}

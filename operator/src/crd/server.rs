@@ -1,0 +1,134 @@
+//! `HistoryServer`: a Deployment of `ray-history-server` reading one `HistoryStorage`, with a
+//! Service and optionally Ray's own dashboard UI copied from a Ray image.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::storage::PullPolicy;
+
+/// Default history server image (the chart passes its own).
+pub const DEFAULT_SERVER_IMAGE: &str = "ghcr.io/ray-history/ray-history-server:0.1.0";
+
+/// A history server deployment.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[kube(
+    group = "rayhistory.io",
+    version = "v1alpha1",
+    kind = "HistoryServer",
+    namespaced,
+    status = "HistoryServerStatus",
+    shortname = "hsv",
+    category = "rayhistory",
+    doc = "A Ray History server reading one HistoryStorage.",
+    printcolumn = r#"{"name":"Storage","type":"string","jsonPath":".spec.storageRef.name"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.readyReplicas"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.url"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryServerSpec {
+    /// The `HistoryStorage` (same namespace) to read.
+    pub storage_ref: StorageRef,
+    /// Replicas (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 20))]
+    pub replicas: Option<i32>,
+    /// Server image (default: the operator's --server-image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image pull policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// The Service in front of the server.
+    #[serde(default)]
+    pub service: ServiceSpec,
+    /// Server resources (default 100m/256Mi requests, 1Gi limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Byte budget of the loaded-session cache, e.g. 536870912.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1048576))]
+    pub cache_max_bytes: Option<i64>,
+    /// Serve Ray's dashboard UI, copied from a Ray image by an init container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ray_dashboard: Option<RayDashboardSpec>,
+}
+
+/// Reference to a `HistoryStorage`.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct StorageRef {
+    /// Name of the `HistoryStorage`.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Service settings.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type (default ClusterIP).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<ServiceType>,
+    /// Service port (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Extra Service annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Service types.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceType {
+    /// Cluster-internal.
+    ClusterIP,
+    /// A port on every node.
+    NodePort,
+    /// A cloud load balancer.
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClusterIP => "ClusterIP",
+            Self::NodePort => "NodePort",
+            Self::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Where to copy Ray's dashboard build from.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RayDashboardSpec {
+    /// A Ray image with `ray[default]`, e.g. rayproject/ray:2.60.0.
+    #[schemars(length(min = 1))]
+    pub image: String,
+}
+
+/// Observed state of a `HistoryServer`.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryServerStatus {
+    /// The generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready pods of the Deployment.
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// In-cluster URL of the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// `StorageResolved` and `Ready`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}

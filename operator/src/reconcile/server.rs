@@ -1,0 +1,603 @@
+//! `HistoryServer` reconcile: ServiceAccount, Deployment and Service for `ray-history-server`,
+//! reading the storage of the referenced `HistoryStorage` (its ConfigMap and Secret keys);
+//! status reports ready replicas, the in-cluster URL and conditions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::Context;
+use crate::crd::server::{HistoryServer, HistoryServerStatus};
+use crate::crd::storage::HistoryStorage;
+use crate::crd::{self, MANAGER};
+use crate::{Error, Result};
+
+/// Condition: the referenced `HistoryStorage` exists and has written its ConfigMap.
+pub const STORAGE_RESOLVED: &str = "StorageResolved";
+/// Condition: every replica is ready.
+pub const READY: &str = "Ready";
+/// Port the server listens on.
+pub const HTTP_PORT: i32 = 8080;
+/// Where the init container puts Ray's dashboard build.
+pub const DASHBOARD_DIR: &str = "/ray-dashboard";
+
+/// Reconciles one `HistoryServer`.
+pub async fn reconcile(hs: Arc<HistoryServer>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = hs.reconcile(&ctx).await;
+    ctx.metrics
+        .reconciled("HistoryServer", result.is_ok(), started.elapsed());
+    result
+}
+
+/// The servers in `store` that read `storage` (to re-reconcile them when it changes).
+pub fn referencing(
+    store: &Store<HistoryServer>,
+    storage: &HistoryStorage,
+) -> Vec<ObjectRef<HistoryServer>> {
+    store
+        .state()
+        .iter()
+        .filter(|s| {
+            s.namespace() == storage.namespace() && s.spec.storage_ref.name == storage.name_any()
+        })
+        .map(|s| ObjectRef::from(s.as_ref()))
+        .collect()
+}
+
+impl HistoryServer {
+    async fn reconcile(&self, ctx: &Context) -> Result<Action> {
+        let ns = self.namespace().unwrap_or_default();
+        let generation = self.metadata.generation;
+        let previous = self.status.clone().unwrap_or_default();
+        let prev = previous.conditions.as_slice();
+        let mut status = HistoryServerStatus {
+            observed_generation: generation,
+            ..Default::default()
+        };
+        let storage_name = &self.spec.storage_ref.name;
+        let storages: Api<HistoryStorage> = Api::namespaced(ctx.client.clone(), &ns);
+        let storage = storages.get_opt(storage_name).await?;
+        let usable =
+            storage.filter(|s| s.status.as_ref().is_some_and(|st| st.config_map.is_some()));
+        let Some(storage) = usable else {
+            let message = format!("HistoryStorage {storage_name} not found or not configured yet");
+            status.conditions.push(crd::condition(
+                prev,
+                STORAGE_RESOLVED,
+                false,
+                "StorageNotReady",
+                message.clone(),
+                generation,
+            ));
+            status.conditions.push(crd::condition(
+                prev,
+                READY,
+                false,
+                "StorageNotReady",
+                message.clone(),
+                generation,
+            ));
+            self.finish(ctx, &ns, &previous, status, false).await?;
+            return Ok(Action::requeue(ctx.settings.retry_interval));
+        };
+        status.conditions.push(crd::condition(
+            prev,
+            STORAGE_RESOLVED,
+            true,
+            "Resolved",
+            format!("reading HistoryStorage {storage_name}"),
+            generation,
+        ));
+
+        let owner = self.controller_owner_ref(&()).map(|o| vec![o]);
+        apply(ctx, &ns, &self.service_account(owner.clone())).await?;
+        let deployment = apply(ctx, &ns, &self.deployment(&storage, ctx, owner.clone())).await?;
+        apply(ctx, &ns, &self.service(owner)).await?;
+
+        let wanted = self.spec.replicas.unwrap_or(1);
+        let ready = deployment
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        let port = self.spec.service.port.unwrap_or(80);
+        status.ready_replicas = ready;
+        status.url = Some(format!("http://{}.{ns}.svc:{port}", self.name_any()));
+        let all_ready = ready >= wanted && wanted > 0;
+        let (reason, message) = if all_ready {
+            ("Available", format!("{ready}/{wanted} replicas ready"))
+        } else {
+            ("Progressing", format!("{ready}/{wanted} replicas ready"))
+        };
+        status.conditions.push(crd::condition(
+            prev, READY, all_ready, reason, message, generation,
+        ));
+        self.finish(ctx, &ns, &previous, status, all_ready).await?;
+        Ok(Action::requeue(if all_ready {
+            ctx.settings.probe_interval
+        } else {
+            ctx.settings.retry_interval
+        }))
+    }
+
+    /// Patches the status and publishes an Event when `Ready` changed.
+    async fn finish(
+        &self,
+        ctx: &Context,
+        ns: &str,
+        previous: &HistoryServerStatus,
+        status: HistoryServerStatus,
+        ready: bool,
+    ) -> Result<()> {
+        let key = |s: &HistoryServerStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == READY)
+                .map(|c| (c.status.clone(), c.reason.clone()))
+        };
+        let changed = key(previous) != key(&status);
+        let note = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .map(|c| (c.reason.clone(), c.message.clone()));
+        let body = json!({
+            "apiVersion": HistoryServer::api_version(&()),
+            "kind": HistoryServer::kind(&()),
+            "status": status,
+        });
+        let api: Api<HistoryServer> = Api::namespaced(ctx.client.clone(), ns);
+        api.patch_status(
+            &self.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::Kube)?;
+        if let (true, Some((reason, message))) = (changed, note) {
+            ctx.event(self, !ready, &reason, message).await;
+        }
+        Ok(())
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (
+                "app.kubernetes.io/name".to_string(),
+                "ray-history-server".to_string(),
+            ),
+            ("app.kubernetes.io/instance".to_string(), self.name_any()),
+        ])
+    }
+
+    fn meta(
+        &self,
+        owner: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    ) -> ObjectMeta {
+        let mut labels = self.labels();
+        labels.insert(
+            "app.kubernetes.io/managed-by".to_string(),
+            MANAGER.to_string(),
+        );
+        ObjectMeta {
+            name: Some(self.name_any()),
+            namespace: self.namespace(),
+            labels: Some(labels),
+            owner_references: owner,
+            ..Default::default()
+        }
+    }
+
+    fn service_account(
+        &self,
+        owner: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    ) -> ServiceAccount {
+        ServiceAccount {
+            metadata: self.meta(owner),
+            // The server reads storage, never the Kubernetes API.
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        }
+    }
+
+    fn service(
+        &self,
+        owner: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    ) -> Service {
+        let spec = &self.spec.service;
+        let mut metadata = self.meta(owner);
+        if !spec.annotations.is_empty() {
+            metadata.annotations = Some(spec.annotations.clone());
+        }
+        Service {
+            metadata,
+            spec: Some(ServiceSpec {
+                type_: spec.type_.map(|t| t.as_str().to_string()),
+                selector: Some(self.labels()),
+                ports: Some(vec![ServicePort {
+                    name: Some("http".to_string()),
+                    port: spec.port.unwrap_or(80),
+                    target_port: Some(IntOrString::String("http".to_string())),
+                    protocol: Some("TCP".to_string()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn deployment(
+        &self,
+        storage: &HistoryStorage,
+        ctx: &Context,
+        owner: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    ) -> Deployment {
+        let spec = &self.spec;
+        let mut args = vec![
+            "serve".to_string(),
+            "--listen".to_string(),
+            format!("0.0.0.0:{HTTP_PORT}"),
+        ];
+        if let Some(bytes) = spec.cache_max_bytes {
+            args.extend(["--cache-max-bytes".to_string(), bytes.to_string()]);
+        }
+        let mut volumes = vec![empty_dir("tmp")];
+        let mut mounts = vec![mount("tmp", "/tmp")];
+        let mut init_containers = Vec::new();
+        if let Some(dashboard) = &spec.ray_dashboard {
+            args.extend(["--ray-dashboard-dir".to_string(), DASHBOARD_DIR.to_string()]);
+            volumes.push(empty_dir("ray-dashboard"));
+            mounts.push(mount("ray-dashboard", DASHBOARD_DIR));
+            init_containers.push(Container {
+                name: "copy-ray-dashboard".to_string(),
+                image: Some(dashboard.image.clone()),
+                command: Some(vec![
+                    "sh".to_string(),
+                    "-c".to_string(),
+                    COPY_DASHBOARD.to_string(),
+                ]),
+                volume_mounts: Some(vec![mount("ray-dashboard", DASHBOARD_DIR)]),
+                security_context: Some(restricted()),
+                ..Default::default()
+            });
+        }
+        let probe = |path: &str, delay| Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some(path.to_string()),
+                port: IntOrString::String("http".to_string()),
+                ..Default::default()
+            }),
+            initial_delay_seconds: Some(delay),
+            period_seconds: Some(10),
+            ..Default::default()
+        };
+        let container = Container {
+            name: "history-server".to_string(),
+            image: Some(
+                spec.image
+                    .clone()
+                    .unwrap_or_else(|| ctx.settings.server_image.clone()),
+            ),
+            image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
+            args: Some(args),
+            env: Some(storage.spec.secret_env_vars()),
+            env_from: Some(vec![EnvFromSource {
+                config_map_ref: Some(ConfigMapEnvSource {
+                    name: storage.config_map_name(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }]),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".to_string()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".to_string()),
+                ..Default::default()
+            }]),
+            readiness_probe: Some(probe("/readyz", 2)),
+            liveness_probe: Some(probe("/healthz", 10)),
+            resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+            security_context: Some(restricted()),
+            volume_mounts: Some(mounts),
+            ..Default::default()
+        };
+        Deployment {
+            metadata: self.meta(owner),
+            spec: DeploymentSpec {
+                replicas: Some(spec.replicas.unwrap_or(1)),
+                selector: LabelSelector {
+                    match_labels: Some(self.labels()),
+                    ..Default::default()
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta {
+                        labels: Some(self.labels()),
+                        ..Default::default()
+                    }),
+                    spec: Some(PodSpec {
+                        service_account_name: Some(self.name_any()),
+                        automount_service_account_token: Some(false),
+                        security_context: Some(PodSecurityContext {
+                            run_as_non_root: Some(true),
+                            run_as_user: Some(65532),
+                            run_as_group: Some(65532),
+                            fs_group: Some(65532),
+                            seccomp_profile: Some(SeccompProfile {
+                                type_: "RuntimeDefault".to_string(),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        init_containers: (!init_containers.is_empty()).then_some(init_containers),
+                        containers: vec![container],
+                        volumes: Some(volumes),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+}
+
+/// Copies Ray's dashboard build (shipped in every `ray[default]` install) to the shared volume.
+const COPY_DASHBOARD: &str = "set -e; src=$(python -c 'import os, ray.dashboard as d; print(os.path.dirname(d.__file__))')/client/build; cp -R \"$src/.\" /ray-dashboard/";
+
+/// Server-side applies `obj` with the operator's field manager and returns the live object.
+async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn empty_dir(name: &str) -> Volume {
+    Volume {
+        name: name.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        ..Default::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), q("100m")),
+            ("memory".into(), q("256Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), q("1Gi"))])),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, StatusCode};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::crd::server::RayDashboardSpec;
+    use crate::fixtures::{self, ApiServerVerifier, condition};
+    use crate::reconcile::Settings;
+
+    const STORAGE_PATH: &str =
+        "/apis/rayhistory.io/v1alpha1/namespaces/ray/historystorages/history";
+    const STATUS_PATH: &str =
+        "/apis/rayhistory.io/v1alpha1/namespaces/ray/historyservers/history/status";
+    const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/ray/events";
+
+    fn with_status(status: &Value) -> Value {
+        let mut obj = serde_json::to_value(HistoryServer::test()).unwrap();
+        obj["status"] = status.clone();
+        obj
+    }
+
+    async fn status_and_event(
+        mut api: ApiServerVerifier,
+        warning: bool,
+    ) -> (Value, ApiServerVerifier) {
+        let patch = api.next().await.expect(Method::PATCH, STATUS_PATH);
+        let status = patch.body["status"].clone();
+        patch.reply(StatusCode::OK, &with_status(&status));
+        let event = api.next().await.expect(Method::POST, EVENTS_PATH);
+        assert_eq!(
+            event.body["type"],
+            if warning { "Warning" } else { "Normal" }
+        );
+        event.echo();
+        (status, api)
+    }
+
+    async fn run<Fut>(
+        hs: HistoryServer,
+        script: impl FnOnce(ApiServerVerifier) -> Fut,
+    ) -> (Action, Value)
+    where
+        Fut: std::future::Future<Output = (Value, ApiServerVerifier)> + Send + 'static,
+    {
+        let (ctx, verifier) = fixtures::context(Settings::default());
+        let server = tokio::spawn(script(verifier));
+        let action = reconcile(Arc::new(hs), ctx)
+            .await
+            .expect("reconcile succeeds");
+        let (out, verifier) = server.await.expect("script");
+        verifier.done().await;
+        (action, out)
+    }
+
+    #[tokio::test]
+    async fn missing_storage_is_reported() {
+        let (action, status) = run(HistoryServer::test(), |mut api| async move {
+            api.next()
+                .await
+                .expect(Method::GET, STORAGE_PATH)
+                .not_found();
+            status_and_event(api, true).await
+        })
+        .await;
+        let c = condition(&status, STORAGE_RESOLVED);
+        assert_eq!(
+            (c["status"].as_str(), c["reason"].as_str()),
+            (Some("False"), Some("StorageNotReady"))
+        );
+        assert_eq!(condition(&status, READY)["status"], "False");
+        assert_eq!(action, Action::requeue(Settings::default().retry_interval));
+    }
+
+    #[tokio::test]
+    async fn applies_service_account_deployment_and_service() {
+        let mut server = HistoryServer::test();
+        server.spec.ray_dashboard = Some(RayDashboardSpec {
+            image: "rayproject/ray:2.60.0".into(),
+        });
+        server.spec.cache_max_bytes = Some(536_870_912);
+        let (action, objects) = run(server, |mut api| async move {
+            let storage = serde_json::to_value(HistoryStorage::test().configured()).unwrap();
+            api.next()
+                .await
+                .expect(Method::GET, STORAGE_PATH)
+                .reply(StatusCode::OK, &storage);
+            let mut applied = Vec::new();
+            for path in [
+                "/api/v1/namespaces/ray/serviceaccounts/history",
+                "/apis/apps/v1/namespaces/ray/deployments/history",
+                "/api/v1/namespaces/ray/services/history",
+            ] {
+                let ex = api.next().await.expect(Method::PATCH, path);
+                assert!(
+                    ex.uri.contains("fieldManager=ray-history-operator"),
+                    "{}",
+                    ex.uri
+                );
+                let mut body = ex.body.clone();
+                applied.push(body.clone());
+                if body["kind"] == "Deployment" {
+                    body["status"] = json!({"readyReplicas": 2, "replicas": 2});
+                }
+                ex.reply(StatusCode::OK, &body);
+            }
+            let (status, api) = status_and_event(api, false).await;
+            applied.push(status);
+            (Value::Array(applied), api)
+        })
+        .await;
+        let objects = objects.as_array().unwrap();
+        let (sa, deployment, service, status) =
+            (&objects[0], &objects[1], &objects[2], &objects[3]);
+        fixtures::kubernetes_validate(&[sa.clone(), deployment.clone(), service.clone()]);
+        for obj in [sa, deployment, service] {
+            assert_eq!(
+                obj["metadata"]["ownerReferences"][0]["kind"],
+                "HistoryServer"
+            );
+        }
+        let pod = &deployment["spec"]["template"]["spec"];
+        let container = &pod["containers"][0];
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        assert_eq!(container["image"], crate::crd::server::DEFAULT_SERVER_IMAGE);
+        assert_eq!(
+            container["args"],
+            json!([
+                "serve",
+                "--listen",
+                "0.0.0.0:8080",
+                "--cache-max-bytes",
+                "536870912",
+                "--ray-dashboard-dir",
+                "/ray-dashboard"
+            ])
+        );
+        assert_eq!(
+            container["envFrom"][0]["configMapRef"]["name"],
+            "history-storage"
+        );
+        assert_eq!(
+            container["env"][0]["name"],
+            "AZURE_STORAGE_CONNECTION_STRING"
+        );
+        assert_eq!(
+            container["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+            "azure-credentials"
+        );
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(pod["initContainers"][0]["image"], "rayproject/ray:2.60.0");
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(service["spec"]["ports"][0]["port"], 80);
+        assert_eq!(status["readyReplicas"], 2);
+        assert_eq!(status["url"], "http://history.ray.svc:80");
+        assert_eq!(condition(status, READY)["status"], "True");
+        assert_eq!(condition(status, STORAGE_RESOLVED)["status"], "True");
+        assert_eq!(action, Action::requeue(Settings::default().probe_interval));
+    }
+
+    #[tokio::test]
+    async fn referencing_finds_servers_of_a_storage() {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        let mut other = HistoryServer::test();
+        other.metadata.name = Some("other".into());
+        other.spec.storage_ref.name = "elsewhere".into();
+        for hs in [HistoryServer::test(), other] {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(hs));
+        }
+        let refs = referencing(&store, &HistoryStorage::test());
+        assert_eq!(
+            refs.iter().map(|r| r.name.clone()).collect::<Vec<_>>(),
+            vec!["history"]
+        );
+        assert!(referencing(&store, &HistoryStorage::test().in_namespace("elsewhere")).is_empty());
+    }
+}
