@@ -73,6 +73,19 @@ fmt:
 
 lint: check-fmt clippy
 
+# The main job: record a local Ray cluster with the collector, then browse it in the history
+# server (local-disk storage; STORAGE=azureblob uses a local Azurite; DEMO_EXIT=1 exits after
+# checking the URL answers).
+demo run: $(AZURITE) $(RAY)
+	scripts/demo.sh
+
+# Benchmarks against the named peers in one run (release builds; figures printed at the end).
+bench: bench-collector bench-server
+
+bench-server: tools apt-bench-tools
+	$(CARGO) build --release -p ray-history-server --bins --example bench-server
+	./target/release/examples/bench-server run
+
 # Regenerate the chart's CRDs from the Rust types (a test checks they are in sync).
 chart:
 	$(CARGO) run --quiet -p ray-history-operator -- crd > charts/ray-history/crds/rayhistory.io.yaml

@@ -1,1 +1,56 @@
-//! History server: serves stored Ray sessions, logs and the Ray dashboard API
+//! History server: reads the Ray History storage layout back and serves it over HTTP — a
+//! session index, the Ray dashboard API of every stored session, and its logs.
+//!
+//! Events are parsed once into compact typed state ([`model`]) with indexes, loaded sessions
+//! are cached within a byte budget ([`cache`]), and logs are read with ranged GETs ([`logs`]).
+
+pub mod api;
+pub mod cache;
+pub mod config;
+pub mod events;
+pub mod ids;
+pub mod index;
+pub mod loader;
+pub mod logs;
+pub mod metrics;
+pub mod model;
+pub mod server;
+pub mod ui;
+
+/// Errors of the history server library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Storage configuration or access failed.
+    #[error(transparent)]
+    Storage(#[from] ray_history_storage::Error),
+    /// The storage configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ray_history_storage::ConfigError),
+    /// A stored name does not fit the layout.
+    #[error("layout: {0}")]
+    Layout(String),
+    /// The request is malformed (bad name, path traversal, bad parameter).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The requested thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A parse worker stopped before answering (it panicked).
+    #[error("a session load worker stopped unexpectedly")]
+    Worker,
+    /// Serving failed.
+    #[error("server: {0}")]
+    Io(#[source] std::io::Error),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

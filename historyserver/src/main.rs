@@ -1,10 +1,52 @@
-use clap::Parser;
+//! `ray-history-server`: serves stored Ray sessions, logs and the Ray dashboard API.
 
-/// History server: serves stored Ray sessions, logs and the Ray dashboard API
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ray_history_server::config::ServeArgs;
+use ray_history_storage::check::CheckCommand;
+
+/// History server: serves stored Ray sessions, logs and the Ray dashboard API.
 #[derive(Parser)]
-#[command(version)]
-struct Cli {}
+#[command(version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
 
-fn main() {
-    let _ = Cli::parse();
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTP (the default).
+    Serve(ServeArgs),
+    /// Check the storage end to end and exit.
+    Check(CheckCommand),
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,tower_http=info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check(check)) => Ok(check.execute().await),
+        Some(Command::Serve(args)) => serve(args).await,
+        None => serve(cli.serve).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    ray_history_server::server::run(args).await?;
+    Ok(ExitCode::SUCCESS)
 }

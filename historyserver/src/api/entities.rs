@@ -1,0 +1,481 @@
+//! Actors (`logical/actors`), jobs (`api/jobs/`), nodes (`nodes`) and cluster events
+//! (`events`), in the camelCase (or, for jobs, snake_case) shapes of Ray 2.60's dashboard.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::extract::{Path, RawQuery};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::response::{self, ApiError};
+use super::tasks::{query_get, query_pairs};
+use super::{AppState, Loaded};
+use crate::events::camelize;
+use crate::ids::{ActorId, JobId, NodeId};
+use crate::loader::LoadedSession;
+use crate::model::{Actor, ActorState, DriverJob, JobStatus, Node, NodeState, SubmissionJob};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/logical/actors", get(actors))
+        .route("/logical/actors/{actor_id}", get(actor))
+        .route("/api/jobs/", get(jobs))
+        .route("/api/jobs/{job_id}", get(job))
+        .route("/nodes", get(nodes))
+        .route("/nodes/{node_id}", get(node))
+        .route("/events", get(events))
+}
+
+fn json_text(text: &str) -> Value {
+    if text.is_empty() {
+        return json!({});
+    }
+    serde_json::from_str(text).unwrap_or_else(|_| json!({}))
+}
+
+fn node_ip(session: &LoadedSession, node: Option<NodeId>) -> String {
+    node.and_then(|id| session.state.node(&id))
+        .map(|n| n.ip.to_string())
+        .filter(|ip| !ip.is_empty())
+        .or_else(|| {
+            let id = node?.hex();
+            session
+                .nodes
+                .iter()
+                .find(|n| n.node_id.as_str() == id)
+                .and_then(|n| n.node_ip.clone())
+        })
+        .unwrap_or_default()
+}
+
+/// One actor in the dashboard's camelCase shape.
+fn actor_json(session: &LoadedSession, actor: &Actor) -> Value {
+    let current = actor.current();
+    let placement = actor.placement();
+    let state = current
+        .map(|t| t.state)
+        .unwrap_or(ActorState::DependenciesUnready);
+    let first = |s: ActorState| {
+        actor
+            .transitions
+            .iter()
+            .find(|t| t.state == s)
+            .map(|t| t.ts_ns / 1_000_000)
+    };
+    let node_id = placement.and_then(|p| p.node_id);
+    let dead = actor
+        .transitions
+        .iter()
+        .rev()
+        .find(|t| t.state == ActorState::Dead);
+    json!({
+        "actorId": actor.actor_id,
+        "jobId": actor.job_id(),
+        "address": {
+            "nodeId": node_id,
+            "ipAddress": node_ip(session, node_id),
+            "port": placement.map_or(0, |p| p.port),
+            "workerId": placement.and_then(|p| p.worker_id),
+        },
+        "name": &*actor.def.name,
+        "className": &*actor.def.class_name,
+        "state": state.name(),
+        "numRestarts": current.map_or(0, |t| t.num_restarts).to_string(),
+        "timestamp": current.map_or(0.0, |t| (t.ts_ns / 1_000_000) as f64),
+        "pid": placement.map_or(0, |p| p.pid),
+        "startTime": first(ActorState::Alive).unwrap_or(0),
+        "endTime": dead.map_or(0, |t| t.ts_ns / 1_000_000),
+        "reprName": current.map(|t| t.repr_name.to_string()).unwrap_or_default(),
+        "labelSelector": json_text(&actor.def.label_selector),
+        "actorClass": &*actor.def.class_name,
+        "exitDetail": dead.map(|t| t.exit_detail.to_string()).unwrap_or_else(|| "-".into()),
+        "requiredResources": json_text(&actor.def.required_resources),
+        "gpus": [],
+        "processStats": null,
+        "tpus": [],
+        "rayNamespace": &*actor.def.ray_namespace,
+        "isDetached": actor.def.is_detached,
+    })
+}
+
+async fn actors(Loaded(session): Loaded) -> Response {
+    let actors: serde_json::Map<String, Value> = session
+        .state
+        .actors
+        .iter()
+        .map(|a| (a.actor_id.hex(), actor_json(&session, a)))
+        .collect();
+    response::ok("All actors fetched.", json!({ "actors": actors }))
+}
+
+#[derive(Deserialize)]
+struct ActorPath {
+    actor_id: String,
+}
+
+async fn actor(Loaded(session): Loaded, Path(path): Path<ActorPath>) -> Response {
+    // A live Ray answers an unknown actor with 200 and `detail: null`.
+    let detail = ActorId::from_hex(&path.actor_id)
+        .and_then(|id| session.state.actor(&id))
+        .map(|a| actor_json(&session, a));
+    response::ok("Actor details fetched.", json!({ "detail": detail }))
+}
+
+/// The status of a submission job known only from its driver and the JOBS cluster events.
+fn status_from_events(session: &LoadedSession, submission_id: &str) -> Option<JobStatus> {
+    let completed = format!("Completed a ray job {submission_id} with a status ");
+    session.state.events.iter().rev().find_map(|e| {
+        let message = e.json.get("message")?.as_str()?;
+        message
+            .strip_prefix(&completed)
+            .and_then(|s| JobStatus::from_name(s.trim_end_matches('.')))
+    })
+}
+
+fn driver_info(job: &DriverJob) -> Value {
+    json!({
+        "id": job.job_id,
+        "node_ip_address": &*job.driver_ip,
+        "pid": &*job.driver_pid,
+    })
+}
+
+fn submission_json(sub: &SubmissionJob, driver: Option<&DriverJob>) -> Value {
+    json!({
+        "type": "SUBMISSION",
+        "job_id": driver.and_then(|d| d.job_id),
+        "submission_id": &*sub.submission_id,
+        "driver_info": driver.map(driver_info),
+        "status": sub.status.unwrap_or(JobStatus::Pending).name(),
+        "entrypoint": &*sub.entrypoint,
+        "message": &*sub.message,
+        "error_type": Some(&*sub.error_type).filter(|e| !e.is_empty()),
+        "start_time": sub.start_ms,
+        "end_time": Some(sub.end_ms).filter(|e| *e > 0),
+        "metadata": json_text(&sub.metadata),
+        "runtime_env": json_text(&sub.runtime_env_json),
+        "driver_agent_http_address": Some(&*sub.driver_agent_http_address).filter(|s| !s.is_empty()),
+        "driver_node_id": Some(&*sub.driver_node_id).filter(|s| !s.is_empty()),
+        "driver_exit_code": sub.driver_exit_code,
+    })
+}
+
+fn ip_of(session: &LoadedSession, job: &DriverJob) -> DriverJob {
+    let mut job = job.clone();
+    if job.driver_ip.is_empty() {
+        job.driver_ip = node_ip(session, job.driver_node_id).into();
+    }
+    job
+}
+
+/// Every job as `api/jobs/` lists them: submission jobs (joined with their driver), then
+/// driver-only jobs.
+fn all_jobs(session: &LoadedSession) -> Vec<(Option<JobId>, String, Value)> {
+    let state = &session.state;
+    let mut out = Vec::new();
+    let driver_of = |id: &str| {
+        state
+            .driver_jobs
+            .iter()
+            .find(|d| &*d.submission_id == id)
+            .map(|d| ip_of(session, d))
+    };
+    for sub in &state.submission_jobs {
+        let driver = driver_of(&sub.submission_id);
+        out.push((
+            driver.as_ref().and_then(|d| d.job_id),
+            sub.submission_id.to_string(),
+            submission_json(sub, driver.as_ref()),
+        ));
+    }
+    let mut listed: Vec<String> = out.iter().map(|(_, id, _)| id.clone()).collect();
+    for driver in &state.driver_jobs {
+        let driver = ip_of(session, driver);
+        let submission_known = state
+            .submission_jobs
+            .iter()
+            .any(|s| s.submission_id == driver.submission_id);
+        if !driver.submission_id.is_empty() && !submission_known {
+            // HTTP-event sessions have no submission-job events: rebuild from the driver.
+            let status =
+                status_from_events(session, &driver.submission_id).unwrap_or(if driver.is_dead {
+                    JobStatus::Succeeded
+                } else {
+                    JobStatus::Running
+                });
+            let sub = SubmissionJob {
+                submission_id: driver.submission_id.clone(),
+                status: Some(status),
+                entrypoint: driver.entrypoint.clone(),
+                start_ms: driver.start_ms,
+                end_ms: driver.end_ms,
+                metadata: driver.metadata.clone(),
+                runtime_env_json: driver.serialized_runtime_env.clone(),
+                ..SubmissionJob::default()
+            };
+            listed.push(driver.submission_id.to_string());
+            out.push((
+                driver.job_id,
+                driver.submission_id.to_string(),
+                submission_json(&sub, Some(&driver)),
+            ));
+            continue;
+        }
+        if submission_known {
+            continue;
+        }
+        out.push((
+            driver.job_id,
+            String::new(),
+            json!({
+                "type": "DRIVER",
+                "job_id": driver.job_id,
+                "submission_id": null,
+                "driver_info": driver_info(&driver),
+                "status": if driver.is_dead { "SUCCEEDED" } else { "RUNNING" },
+                "entrypoint": &*driver.entrypoint,
+                "message": null,
+                "error_type": null,
+                "start_time": driver.start_ms,
+                "end_time": Some(driver.end_ms).filter(|e| *e > 0),
+                "metadata": json_text(&driver.metadata),
+                "runtime_env": json_text(&driver.serialized_runtime_env),
+                "driver_agent_http_address": null,
+                "driver_node_id": null,
+                "driver_exit_code": null,
+            }),
+        ));
+    }
+    // Submitted jobs that never started a driver are known only from the JOBS events.
+    for (id, start_ms) in started_jobs(session) {
+        if listed.contains(&id) {
+            continue;
+        }
+        listed.push(id.clone());
+        let sub = SubmissionJob {
+            submission_id: id.as_str().into(),
+            status: Some(status_from_events(session, &id).unwrap_or(JobStatus::Running)),
+            start_ms,
+            ..SubmissionJob::default()
+        };
+        out.push((None, id, submission_json(&sub, None)));
+    }
+    out
+}
+
+/// `(submission id, start ms)` of every "Started a ray job <id>." JOBS event.
+fn started_jobs(session: &LoadedSession) -> Vec<(String, u64)> {
+    session
+        .state
+        .events
+        .iter()
+        .filter_map(|e| {
+            let message = e.json.get("message")?.as_str()?;
+            let id = message
+                .strip_prefix("Started a ray job ")?
+                .strip_suffix('.')?;
+            Some((id.to_string(), e.timestamp.max(0) as u64 * 1000))
+        })
+        .collect()
+}
+
+async fn jobs(Loaded(session): Loaded) -> Response {
+    let list: Vec<Value> = all_jobs(&session).into_iter().map(|(_, _, v)| v).collect();
+    response::json(StatusCode::OK, &list)
+}
+
+#[derive(Deserialize)]
+struct JobPath {
+    job_id: String,
+}
+
+async fn job(Loaded(session): Loaded, Path(path): Path<JobPath>) -> Response {
+    let by_job = JobId::from_hex(&path.job_id);
+    let found = all_jobs(&session)
+        .into_iter()
+        .find(|(job_id, submission, _)| {
+            *submission == path.job_id || (by_job.is_some() && *job_id == by_job)
+        });
+    match found {
+        Some((_, _, value)) => response::json(StatusCode::OK, &value),
+        // A live Ray answers 404 with this text.
+        None => response::text(
+            StatusCode::NOT_FOUND,
+            format!("Job {} does not exist", path.job_id),
+        ),
+    }
+}
+
+/// The `raylet` part of a node summary.
+fn raylet_json(session: &LoadedSession, node: &Node) -> Value {
+    let resources = camelize(json_text(&node.resources_total));
+    json!({
+        "nodeId": node.node_id,
+        "nodeManagerAddress": &*node.ip,
+        "nodeManagerHostname": &*node.hostname,
+        "nodeName": &*node.node_name,
+        "resourcesTotal": resources,
+        "startTimeMs": node.start_ms.to_string(),
+        "endTimeMs": node.end_ms.to_string(),
+        "isHeadNode": node.is_head,
+        "labels": json_text(&node.labels),
+        "state": match node.state { NodeState::Alive => "ALIVE", NodeState::Dead => "DEAD" },
+        "stateMessage": Some(&*node.death_message).filter(|m| !m.is_empty()),
+        "sessionName": session.name().as_str(),
+        "coreWorkersStats": [],
+        "numWorkers": 0,
+        "objectStoreUsedMemory": 0,
+        "objectStoreAvailableMemory": 0,
+    })
+}
+
+fn hostname(session: &LoadedSession, node: &Node) -> String {
+    if !node.hostname.is_empty() {
+        return node.hostname.to_string();
+    }
+    let id = node.node_id.hex();
+    session
+        .nodes
+        .iter()
+        .find(|n| n.node_id.as_str() == id)
+        .and_then(|n| n.pod_name.clone())
+        .unwrap_or_else(|| node.node_name.to_string())
+}
+
+fn node_summary(session: &LoadedSession, node: &Node) -> Value {
+    json!({
+        "hostname": hostname(session, node),
+        "ip": &*node.ip,
+        "raylet": raylet_json(session, node),
+        "cpus": [],
+        "mem": [],
+        "gpus": [],
+        "tpus": [],
+        "disk": {},
+        "network": [],
+        "cmdline": [],
+    })
+}
+
+/// Nodes from events, plus nodes known only from `metadir/` (no node events stored).
+fn all_nodes(session: &LoadedSession) -> Vec<Node> {
+    let mut nodes = session.state.nodes.clone();
+    // HTTP node events do not say which node is the head; the collector's metadata does.
+    let head = session.meta.head_node_id.as_ref().map(|n| n.as_str());
+    for node in &mut nodes {
+        let id = node.node_id.hex();
+        node.is_head |= head == Some(id.as_str())
+            || session.nodes.iter().any(|m| {
+                m.node_id.as_str() == id
+                    && m.node_type == ray_history_storage::metadata::NodeType::Head
+            });
+    }
+    for meta in &session.nodes {
+        let Some(id) = NodeId::from_hex(meta.node_id.as_str()) else {
+            continue;
+        };
+        if nodes.iter().any(|n| n.node_id == id) {
+            continue;
+        }
+        let mut node = Node::new(id);
+        node.ip = meta.node_ip.clone().unwrap_or_default().into();
+        node.hostname = meta.pod_name.clone().unwrap_or_default().into();
+        node.is_head = meta.node_type == ray_history_storage::metadata::NodeType::Head;
+        node.start_ms = meta.start_time.timestamp_millis().max(0) as u64;
+        if let Some(end) = meta.end_time {
+            node.end_ms = end.timestamp_millis().max(0) as u64;
+            node.state = NodeState::Dead;
+        }
+        nodes.push(node);
+    }
+    nodes
+}
+
+async fn nodes(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let nodes = all_nodes(&session);
+    if query_get(&pairs, "view") == Some("hostNameList") {
+        let names: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.state == NodeState::Alive)
+            .map(|n| hostname(&session, n))
+            .collect();
+        return response::ok(
+            "Node hostname list fetched.",
+            json!({ "hostNameList": names }),
+        );
+    }
+    let summary: Vec<Value> = nodes.iter().map(|n| node_summary(&session, n)).collect();
+    let logical: BTreeMap<String, Value> =
+        nodes.iter().map(|n| (n.node_id.hex(), json!({}))).collect();
+    response::ok(
+        "Node summary fetched.",
+        json!({ "summary": summary, "nodeLogicalResources": logical }),
+    )
+}
+
+#[derive(Deserialize)]
+struct NodePath {
+    node_id: String,
+}
+
+async fn node(Loaded(session): Loaded, Path(path): Path<NodePath>) -> Response {
+    let nodes = all_nodes(&session);
+    let found =
+        NodeId::from_hex(&path.node_id).and_then(|id| nodes.iter().find(|n| n.node_id == id));
+    let detail = match found {
+        Some(node) => {
+            let mut value = node_summary(&session, node);
+            let actors: serde_json::Map<String, Value> = session
+                .state
+                .actors
+                .iter()
+                .filter(|a| a.placement().and_then(|p| p.node_id) == Some(node.node_id))
+                .map(|a| (a.actor_id.hex(), actor_json(&session, a)))
+                .collect();
+            value["actors"] = Value::Object(actors);
+            value["workers"] = json!([]);
+            value
+        }
+        // A live Ray answers an unknown node with 200 and this skeleton.
+        None => json!({
+            "raylet": {"objectStoreUsedMemory": 0, "objectStoreAvailableMemory": 0, "stateMessage": null},
+            "tpus": [], "actors": {}, "workers": [],
+        }),
+    };
+    response::ok("Node details fetched.", json!({ "detail": detail }))
+}
+
+async fn events(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    if let Some(job_id) = query_get(&pairs, "job_id") {
+        let events: Vec<&Value> = session
+            .state
+            .events
+            .iter()
+            .filter(|e| &*e.job_id == job_id)
+            .map(|e| &e.json)
+            .collect();
+        return Ok(response::ok(
+            "Job events fetched.",
+            json!({ "jobId": job_id, "events": events }),
+        ));
+    }
+    let mut grouped: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    for e in &session.state.events {
+        let key = if e.job_id.is_empty() {
+            "global"
+        } else {
+            &e.job_id
+        };
+        grouped.entry(key).or_default().push(&e.json);
+    }
+    Ok(response::ok(
+        "All events fetched.",
+        json!({ "events": grouped }),
+    ))
+}

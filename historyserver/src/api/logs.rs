@@ -1,0 +1,425 @@
+//! `api/v0/logs` (the file list of a node, by category) and `api/v0/logs/{file,stream}`
+//! (one file, found by name, task, actor, pid or submission id): tails with `lines`, byte
+//! ranges with the `Range` header, downloads with `download_filename`, gzip files decompressed.
+//! Bad names get 400 and missing files 404, with Ray's JSON error envelope.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::RawQuery;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use futures::StreamExt;
+use globset::Glob;
+
+use super::response::{self, ApiError};
+use super::tasks::{Wrapped, query_get, query_pairs, truthy};
+use super::{AppState, Loaded};
+use crate::ids::{ActorId, NodeId, TaskId};
+use crate::loader::{LoadedSession, LogFile};
+use crate::logs;
+use crate::model::Task;
+
+/// Ray's default number of lines.
+const DEFAULT_LINES: i64 = 1000;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v0/logs", get(list))
+        .route("/api/v0/logs/{media_type}", get(file))
+}
+
+/// Ray's log categories, decided by the file name as its log manager does.
+fn category(name: &str) -> &'static str {
+    if name.contains("worker") && name.ends_with(".out") {
+        "worker_out"
+    } else if name.contains("worker") && name.ends_with(".err") {
+        "worker_err"
+    } else if name.contains("core-worker") && name.ends_with(".log") {
+        "core_worker"
+    } else if name.contains("core-driver") && name.ends_with(".log") {
+        "driver"
+    } else if name.contains("raylet.") {
+        "raylet"
+    } else if name.contains("gcs_server.") {
+        "gcs_server"
+    } else if name.contains("log_monitor") {
+        "internal"
+    } else if name.contains("monitor") {
+        "autoscaler"
+    } else if name.contains("agent.") {
+        "agent"
+    } else if name.contains("dashboard.") {
+        "dashboard"
+    } else {
+        "internal"
+    }
+}
+
+/// Resolves `node_id` or `node_ip` to a node with stored logs.
+fn resolve_node(
+    session: &LoadedSession,
+    pairs: &[(String, String)],
+) -> Result<Option<NodeId>, ApiError> {
+    if let Some(text) = query_get(pairs, "node_id") {
+        let id = NodeId::from_hex(text)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid node_id {text:?}")))?;
+        return Ok(Some(id));
+    }
+    if let Some(ip) = query_get(pairs, "node_ip") {
+        let from_events = session
+            .state
+            .nodes
+            .iter()
+            .find(|n| &*n.ip == ip)
+            .map(|n| n.node_id);
+        let from_meta = || {
+            session
+                .nodes
+                .iter()
+                .find(|n| n.node_ip.as_deref() == Some(ip))
+                .and_then(|n| NodeId::from_hex(n.node_id.as_str()))
+        };
+        return from_events
+            .or_else(from_meta)
+            .map(Some)
+            .ok_or_else(|| ApiError::not_found(format!("Node with IP {ip} not found")));
+    }
+    Ok(None)
+}
+
+fn node_files(session: &LoadedSession, node: NodeId) -> Result<&[LogFile], ApiError> {
+    ray_history_storage::layout::NodeId::new(&node.hex())
+        .ok()
+        .and_then(|id| session.logs.get(&id))
+        .map(Vec::as_slice)
+        .ok_or_else(|| ApiError::not_found(format!("Node {node} has no stored logs")))
+}
+
+async fn list(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    let node = resolve_node(&session, &pairs)?.ok_or_else(|| {
+        ApiError::bad_request(
+            "Both node id and node ip are not provided. Please provide at least one of them.",
+        )
+    })?;
+    let files = node_files(&session, node)?;
+    let glob = query_get(&pairs, "glob").unwrap_or("*");
+    let matcher = Glob::new(glob)
+        .map_err(|e| ApiError::bad_request(format!("invalid glob {glob:?}: {e}")))?
+        .compile_matcher();
+    // Top-level entries only, directories with a trailing slash, like Ray.
+    let mut names: Vec<String> = Vec::new();
+    for f in files {
+        let name = match f.relative.split_once('/') {
+            Some((dir, _)) => format!("{dir}/"),
+            None => f.relative.clone(),
+        };
+        if names.last() != Some(&name) && matcher.is_match(name.trim_end_matches('/')) {
+            names.push(name);
+        }
+    }
+    names.dedup();
+    let mut grouped: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for name in names {
+        grouped.entry(category(&name)).or_default().push(name);
+    }
+    Ok(response::ok("", Wrapped { result: grouped }))
+}
+
+/// The stored worker log of a task's executing worker, as a path relative to its node's
+/// `logs/` dir.
+pub(crate) fn task_log_file(session: &LoadedSession, task: &Task, suffix: &str) -> Option<String> {
+    let node = task.node_id?;
+    let worker = task.worker_id?.hex();
+    let files = node_files(session, node).ok()?;
+    worker_file(files, &format!("worker-{worker}-"), suffix)
+}
+
+fn worker_file(files: &[LogFile], prefix: &str, suffix: &str) -> Option<String> {
+    let ending = format!(".{suffix}");
+    files
+        .iter()
+        .find(|f| f.relative.starts_with(prefix) && f.relative.ends_with(&ending))
+        .map(|f| f.relative.clone())
+}
+
+fn pid_file(files: &[LogFile], pid: u32, suffix: &str) -> Option<String> {
+    let ending = format!("-{pid}.{suffix}");
+    files
+        .iter()
+        .find(|f| f.relative.starts_with("worker-") && f.relative.ends_with(&ending))
+        .map(|f| f.relative.clone())
+}
+
+/// What to read: node, file and, for tasks, the byte window of the task's output.
+struct Target {
+    node: NodeId,
+    relative: String,
+    window: Option<(u64, u64)>,
+    /// The window's start is unknown (export events): start after Ray's task marker line.
+    after_marker: bool,
+}
+
+fn resolve_target(session: &LoadedSession, pairs: &[(String, String)]) -> Result<Target, ApiError> {
+    let suffix = query_get(pairs, "suffix").unwrap_or("out");
+    if suffix != "out" && suffix != "err" {
+        return Err(ApiError::bad_request(format!(
+            "invalid suffix {suffix:?}: must be out or err"
+        )));
+    }
+    let node = resolve_node(session, pairs)?;
+    if let Some(filename) = query_get(pairs, "filename") {
+        logs::check_relative(filename)?;
+        let node = node.ok_or_else(|| {
+            ApiError::bad_request("node_id or node_ip must be given with filename")
+        })?;
+        return Ok(Target {
+            node,
+            relative: filename.to_string(),
+            window: None,
+            after_marker: false,
+        });
+    }
+    if let Some(text) = query_get(pairs, "task_id") {
+        let id = TaskId::from_hex(text)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid task_id {text:?}")))?;
+        let attempt: u32 = query_get(pairs, "attempt_number")
+            .unwrap_or("0")
+            .parse()
+            .map_err(|_| ApiError::bad_request("invalid attempt_number"))?;
+        let task = session
+            .state
+            .tasks_by_id
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(|i| &session.state.tasks[*i as usize])
+            .find(|t| t.attempt == attempt)
+            .ok_or_else(|| ApiError::not_found(format!("Task {text} not found")))?;
+        let node = task
+            .node_id
+            .ok_or_else(|| ApiError::not_found(format!("Task {text} has no node: it never ran")))?;
+        let relative = task_log_file(session, task, suffix).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "No stored {suffix} log for the worker of task {text}"
+            ))
+        })?;
+        let window = task.log_info.as_ref().map(|l| {
+            let (start, end) = if suffix == "out" {
+                (l.stdout_start, l.stdout_end)
+            } else {
+                (l.stderr_start, l.stderr_end)
+            };
+            (start.max(0) as u64, end.max(0) as u64)
+        });
+        let after_marker = window.is_some_and(|(start, end)| start == 0 && end > 0);
+        return Ok(Target {
+            node,
+            relative,
+            window,
+            after_marker,
+        });
+    }
+    if let Some(text) = query_get(pairs, "actor_id") {
+        let id = ActorId::from_hex(text)
+            .ok_or_else(|| ApiError::bad_request(format!("invalid actor_id {text:?}")))?;
+        let actor = session
+            .state
+            .actor(&id)
+            .ok_or_else(|| ApiError::not_found(format!("Actor {text} not found")))?;
+        let placement = actor
+            .placement()
+            .ok_or_else(|| ApiError::not_found(format!("Actor {text} was never placed")))?;
+        let node = placement
+            .node_id
+            .ok_or_else(|| ApiError::not_found(format!("Actor {text} has no node")))?;
+        let files = node_files(session, node)?;
+        let relative = placement
+            .worker_id
+            .and_then(|w| worker_file(files, &format!("worker-{}-", w.hex()), suffix))
+            .or_else(|| pid_file(files, placement.pid, suffix))
+            .ok_or_else(|| ApiError::not_found(format!("No stored log for actor {text}")))?;
+        return Ok(Target {
+            node,
+            relative,
+            window: None,
+            after_marker: false,
+        });
+    }
+    if let Some(text) = query_get(pairs, "pid") {
+        let pid: u32 = text
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid pid {text:?}")))?;
+        let node =
+            node.ok_or_else(|| ApiError::bad_request("node_id or node_ip must be given with pid"))?;
+        let relative = pid_file(node_files(session, node)?, pid, suffix)
+            .ok_or_else(|| ApiError::not_found(format!("No stored log for pid {pid}")))?;
+        return Ok(Target {
+            node,
+            relative,
+            window: None,
+            after_marker: false,
+        });
+    }
+    if let Some(submission) = query_get(pairs, "submission_id") {
+        let relative = format!("job-driver-{submission}.log");
+        logs::check_relative(&relative)?;
+        let node = match node {
+            Some(n) => n,
+            None => head_node(session)?,
+        };
+        return Ok(Target {
+            node,
+            relative,
+            window: None,
+            after_marker: false,
+        });
+    }
+    Err(ApiError::bad_request(
+        "give filename (with node_id or node_ip), task_id, actor_id, pid or submission_id",
+    ))
+}
+
+fn head_node(session: &LoadedSession) -> Result<NodeId, ApiError> {
+    session
+        .state
+        .nodes
+        .iter()
+        .find(|n| n.is_head)
+        .map(|n| n.node_id)
+        .or_else(|| {
+            session
+                .meta
+                .head_node_id
+                .as_ref()
+                .and_then(|id| NodeId::from_hex(id.as_str()))
+        })
+        .ok_or_else(|| ApiError::not_found("the session's head node is unknown"))
+}
+
+async fn file(
+    Loaded(session): Loaded,
+    RawQuery(query): RawQuery,
+    request_headers: HeaderMap,
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    let target = resolve_target(&session, &pairs)?;
+    let files = node_files(&session, target.node)?;
+    let size = files
+        .iter()
+        .find(|f| f.relative == target.relative)
+        .map(|f| f.size)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "A file is not found at: {} on node {}",
+                target.relative, target.node
+            ))
+        })?;
+    let node = ray_history_storage::layout::NodeId::new(&target.node.hex())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let key = session
+        .cluster
+        .log_file(session.name(), &node, &target.relative)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let lines: i64 = match query_get(&pairs, "lines") {
+        Some(t) => t
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid lines {t:?}")))?,
+        None => DEFAULT_LINES,
+    };
+    let download = query_get(&pairs, "download_filename")
+        .map(str::to_string)
+        .or_else(|| {
+            truthy(query_get(&pairs, "download"), false).then(|| {
+                target
+                    .relative
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("file.txt")
+                    .to_string()
+            })
+        })
+        .unwrap_or_else(|| "file.txt".to_string());
+    let filter_ansi = truthy(query_get(&pairs, "filter_ansi_code"), false);
+    let storage = &state.storage;
+    let range_header = request_headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    let (status, body, content_range): (StatusCode, Body, Option<String>) =
+        if target.relative.ends_with(".gz") {
+            let n = usize::try_from(lines).ok();
+            let data = logs::gunzip(storage, &key, n).await?;
+            (StatusCode::OK, Body::from(finish(data, filter_ansi)), None)
+        } else if let Some(range) = range_header.and_then(|h| logs::parse_range(h, size)) {
+            let data = storage
+                .get_range(&key, range.clone())
+                .await
+                .map_err(crate::Error::from)?;
+            let content_range = format!("bytes {}-{}/{size}", range.start, range.end - 1);
+            (
+                StatusCode::PARTIAL_CONTENT,
+                Body::from(finish(data, filter_ansi)),
+                Some(content_range),
+            )
+        } else {
+            let (lo, hi) = target.window.unwrap_or((0, size));
+            let window = lo.min(size)..hi.min(size);
+            if target.after_marker {
+                let data =
+                    logs::after_last_marker(storage, &key, window, logs::TASK_MARKER).await?;
+                let start = usize::try_from(lines).map_or(0, |n| logs::tail_start(&data, n));
+                (
+                    StatusCode::OK,
+                    Body::from(finish(data.slice(start..), filter_ansi)),
+                    None,
+                )
+            } else if lines >= 0 {
+                let data = logs::tail(storage, &key, window, lines as usize).await?;
+                (StatusCode::OK, Body::from(finish(data, filter_ansi)), None)
+            } else if filter_ansi || window.end - window.start < 1024 * 1024 {
+                let data = if window.is_empty() {
+                    Bytes::new()
+                } else {
+                    storage
+                        .get_range(&key, window)
+                        .await
+                        .map_err(crate::Error::from)?
+                };
+                (StatusCode::OK, Body::from(finish(data, filter_ansi)), None)
+            } else {
+                let (_, stream) = storage
+                    .get_stream(&key, Some(window))
+                    .await
+                    .map_err(crate::Error::from)?;
+                (
+                    StatusCode::OK,
+                    Body::from_stream(stream.map(|c| c.map_err(std::io::Error::other))),
+                    None,
+                )
+            }
+        };
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{download}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
+    if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        headers.insert(header::CONTENT_RANGE, cr);
+    }
+    Ok(response)
+}
+
+fn finish(data: Bytes, filter_ansi: bool) -> Bytes {
+    if !filter_ansi {
+        return data;
+    }
+    let text = String::from_utf8_lossy(&data);
+    Bytes::from(super::tasks::strip_ansi(&text))
+}

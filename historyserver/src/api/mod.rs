@@ -1,0 +1,158 @@
+//! The HTTP API: our session browser endpoints under `/api/`, the Ray dashboard API under
+//! `/sessions/<ns>/<cluster>/<session>/`, health and metrics. [`app`] builds the whole router.
+
+mod entities;
+mod etag;
+mod lineage;
+mod logs;
+mod misc;
+mod response;
+mod sessions;
+mod tasks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use ray_history_storage::Storage;
+use ray_history_storage::layout::MetaRef;
+use serde::Deserialize;
+use tower_http::compression::CompressionLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::cache::SessionCache;
+use crate::index::{SessionEntry, SessionIndex};
+use crate::loader::SharedSession;
+use crate::metrics::{Metrics, RequestLabels};
+pub use response::ApiError;
+
+/// Settings the handlers need.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// A running session whose heartbeat is older than this is reported as lost.
+    pub lost_after: Duration,
+    /// Ray's built dashboard to serve under each session prefix, if given.
+    pub ray_dashboard_dir: Option<std::path::PathBuf>,
+}
+
+/// Shared state of all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The storage with the sessions.
+    pub storage: Storage,
+    /// The session index.
+    pub index: Arc<SessionIndex>,
+    /// Loaded sessions.
+    pub cache: SessionCache,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub config: Arc<ApiConfig>,
+}
+
+/// The whole application router.
+pub fn app(state: AppState) -> Router {
+    let ray = tasks::routes()
+        .merge(entities::routes())
+        .merge(logs::routes())
+        .merge(misc::routes());
+    // The built-in UI and Ray's dashboard build (`--ray-dashboard-dir`) come from `ui`.
+    let router = Router::new()
+        .merge(sessions::routes())
+        .merge(misc::health_routes())
+        .nest("/sessions/{namespace}/{cluster}/{session}", ray)
+        .merge(crate::ui::router(state.config.ray_dashboard_dir.clone()));
+    router
+        .layer(middleware::from_fn(etag::etag))
+        .layer(CompressionLayer::new())
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .with_state(state)
+}
+
+/// Counts requests and their latency per route.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+#[derive(Deserialize)]
+struct SessionPath {
+    namespace: String,
+    cluster: String,
+    session: String,
+}
+
+/// Looks a session up in the index (`latest` allowed).
+pub(crate) fn find_session(
+    state: &AppState,
+    namespace: &str,
+    cluster: &str,
+    session: &str,
+) -> Result<Arc<SessionEntry>, ApiError> {
+    let meta_ref =
+        MetaRef::new(namespace, cluster).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    state
+        .index
+        .snapshot()
+        .find(&meta_ref, session)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "session {session} of cluster {namespace}/{cluster} not found"
+            ))
+        })
+}
+
+/// Extractor: the loaded session named by the path.
+pub(crate) struct Loaded(pub SharedSession);
+
+impl<S> FromRequestParts<S> for Loaded
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        let axum::extract::Path(path) =
+            axum::extract::Path::<SessionPath>::from_request_parts(parts, &state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let entry = find_session(&state, &path.namespace, &path.cluster, &path.session)
+            .map_err(IntoResponse::into_response)?;
+        let loaded = state
+            .cache
+            .get(&entry)
+            .await
+            .map_err(|e| ApiError::from_error(&e).into_response())?;
+        Ok(Loaded(loaded))
+    }
+}

@@ -1,0 +1,122 @@
+//! Response shapes: Ray's envelope `{"result", "msg", "data"}` for success and errors, and
+//! the error type of all handlers.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::Error;
+
+/// Ray's response envelope.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    result: bool,
+    msg: &'a str,
+    data: T,
+}
+
+/// JSON with the content type Ray's dashboard sends.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = (status, bytes).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            response
+        }
+        Err(e) => ApiError::internal(format!("cannot encode response: {e}")).into_response(),
+    }
+}
+
+/// `{"result": true, "msg": msg, "data": data}` with status 200.
+pub fn ok<T: Serialize>(msg: &str, data: T) -> Response {
+    json(
+        StatusCode::OK,
+        &Envelope {
+            result: true,
+            msg,
+            data,
+        },
+    )
+}
+
+/// Plain text, as some dashboard endpoints answer.
+pub fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut response = (status, body.into()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// An error answered in Ray's envelope: `{"result": false, "msg": ..., "data": {"result": null}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    msg: String,
+}
+
+impl ApiError {
+    /// An error with this status.
+    pub fn new(status: StatusCode, msg: impl Into<String>) -> Self {
+        Self {
+            status,
+            msg: msg.into(),
+        }
+    }
+
+    /// 400.
+    pub fn bad_request(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, msg)
+    }
+
+    /// 404.
+    pub fn not_found(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, msg)
+    }
+
+    /// 500.
+    pub fn internal(msg: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
+    }
+
+    /// Maps a library error to a status: bad input 400, missing things 404, storage 502.
+    pub fn from_error(error: &Error) -> Self {
+        match error {
+            Error::BadRequest(m) => Self::bad_request(m.clone()),
+            Error::NotFound(m) => Self::not_found(m.clone()),
+            Error::Storage(ray_history_storage::Error::NotFound { key }) => {
+                Self::not_found(format!("{key} not found"))
+            }
+            Error::Storage(e) => Self::new(StatusCode::BAD_GATEWAY, format!("storage: {e}")),
+            other => Self::internal(other.to_string()),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        Self::from_error(&error)
+    }
+}
+
+#[derive(Serialize)]
+struct NullResult {
+    result: Option<()>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json(
+            self.status,
+            &Envelope {
+                result: false,
+                msg: &self.msg,
+                data: NullResult { result: None },
+            },
+        )
+    }
+}

@@ -1,0 +1,728 @@
+//! `api/v0/tasks`, `api/v0/tasks/summarize` and `api/v0/tasks/timeline`, in the shapes of
+//! Ray 2.60's state API.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Router;
+use axum::extract::RawQuery;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde::ser::SerializeMap;
+use serde_json::value::RawValue;
+
+use super::response::{self, ApiError};
+use super::{AppState, Loaded};
+use crate::ids::{ActorId, Id, JobId, TaskId};
+use crate::model::{Session, Task, TaskState, TaskType};
+
+/// Ray's default and largest `limit`.
+pub(crate) const DEFAULT_LIMIT: usize = 100;
+pub(crate) const MAX_LIMIT: usize = 10_000;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v0/tasks", get(list))
+        .route("/api/v0/tasks/summarize", get(summarize))
+        .route("/api/v0/tasks/timeline", get(timeline))
+}
+
+/// Query pairs in order (filters repeat keys).
+pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub(crate) fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+pub(crate) fn truthy(value: Option<&str>, default: bool) -> bool {
+    match value {
+        Some(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"),
+        None => default,
+    }
+}
+
+const TASK_FILTER_COLUMNS: [&str; 16] = [
+    "task_id",
+    "attempt_number",
+    "name",
+    "state",
+    "job_id",
+    "actor_id",
+    "type",
+    "func_or_class_name",
+    "parent_task_id",
+    "node_id",
+    "worker_id",
+    "worker_pid",
+    "error_type",
+    "language",
+    "placement_group_id",
+    "is_debugger_paused",
+];
+
+/// One `filter_keys[i] filter_predicates[i] filter_values[i]` triple.
+struct Filter {
+    column: String,
+    equal: bool,
+    value: String,
+}
+
+fn parse_filters(pairs: &[(String, String)], columns: &[&str]) -> Result<Vec<Filter>, ApiError> {
+    let keys: Vec<&str> = values(pairs, "filter_keys");
+    let predicates: Vec<&str> = values(pairs, "filter_predicates");
+    let vals: Vec<&str> = values(pairs, "filter_values");
+    if keys.len() != predicates.len() || keys.len() != vals.len() {
+        return Err(ApiError::bad_request(
+            "filter_keys, filter_predicates and filter_values must have the same length",
+        ));
+    }
+    let mut filters = Vec::with_capacity(keys.len());
+    for ((key, predicate), value) in keys.into_iter().zip(predicates).zip(vals) {
+        if !columns.contains(&key) {
+            return Err(ApiError::bad_request(format!(
+                "The given filter column {key} is not supported. Enter filters with \u{2013}-filter \
+                 key=value or \u{2013}-filter key!=value Supported filter columns: {{{}}}",
+                columns
+                    .iter()
+                    .map(|c| format!("'{c}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let equal = match predicate {
+            "=" => true,
+            "!=" => false,
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "Unsupported filter predicate {other}. Supported predicates are = and !="
+                )));
+            }
+        };
+        filters.push(Filter {
+            column: key.to_string(),
+            equal,
+            value: value.to_string(),
+        });
+    }
+    Ok(filters)
+}
+
+fn values<'a>(pairs: &'a [(String, String)], key: &str) -> Vec<&'a str> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+fn opt_hex<const N: usize>(id: Option<Id<N>>) -> String {
+    id.map(|i| i.hex()).unwrap_or_default()
+}
+
+/// The column value of a task as text, for filters.
+fn column(task: &Task, column: &str) -> String {
+    match column {
+        "task_id" => task.task_id.hex(),
+        "attempt_number" => task.attempt.to_string(),
+        "name" => task.def.name.to_string(),
+        "state" => task.state.name().to_string(),
+        "job_id" => task.job_id().hex(),
+        "actor_id" => opt_hex(task.def.actor_id),
+        "type" => task.def.task_type.unwrap_or_default().name().to_string(),
+        "func_or_class_name" => task.def.func_or_class_name.to_string(),
+        "parent_task_id" => opt_hex(task.def.parent_task_id),
+        "node_id" => opt_hex(task.node_id),
+        "worker_id" => opt_hex(task.worker_id),
+        "worker_pid" => task.worker_pid.map(|p| p.to_string()).unwrap_or_default(),
+        "error_type" => task
+            .error
+            .as_ref()
+            .map(|e| e.error_type.to_string())
+            .unwrap_or_default(),
+        "language" => task.def.language.to_string(),
+        "placement_group_id" => opt_hex(task.def.placement_group_id),
+        _ => String::new(),
+    }
+}
+
+fn matches(task: &Task, filters: &[Filter]) -> bool {
+    filters.iter().all(|f| {
+        let value = column(task, &f.column);
+        let same = if f.column == "state" || f.column == "type" {
+            value.eq_ignore_ascii_case(&f.value)
+        } else {
+            value == f.value
+        };
+        same == f.equal
+    })
+}
+
+/// Task rows matching the query, using the indexes for id, job and state equality filters.
+fn select<'a>(
+    session: &'a Session,
+    filters: &'a [Filter],
+    exclude_driver: bool,
+) -> Box<dyn Iterator<Item = &'a Task> + 'a> {
+    let indexed: Option<&Vec<u32>> =
+        filters
+            .iter()
+            .filter(|f| f.equal)
+            .find_map(|f| match f.column.as_str() {
+                "task_id" => Some(
+                    TaskId::from_hex(&f.value)
+                        .and_then(|id| session.tasks_by_id.get(&id))
+                        .unwrap_or(empty()),
+                ),
+                "job_id" => Some(
+                    JobId::from_hex(&f.value)
+                        .and_then(|id| session.tasks_by_job.get(&id))
+                        .unwrap_or(empty()),
+                ),
+                "state" => Some(
+                    TaskState::from_name(&f.value.to_ascii_uppercase())
+                        .and_then(|s| session.tasks_by_state.get(&s))
+                        .unwrap_or(empty()),
+                ),
+                _ => None,
+            });
+    let keep = move |t: &&Task| {
+        !(exclude_driver && t.def.task_type == Some(TaskType::Driver))
+            && (filters.is_empty() || matches(t, filters))
+    };
+    match indexed {
+        Some(rows) => Box::new(
+            rows.iter()
+                .map(|i| &session.tasks[*i as usize])
+                .filter(keep),
+        ),
+        None => Box::new(session.tasks.iter().filter(keep)),
+    }
+}
+
+fn empty() -> &'static Vec<u32> {
+    static EMPTY: Vec<u32> = Vec::new();
+    &EMPTY
+}
+
+pub(crate) fn parse_limit(pairs: &[(String, String)]) -> Result<usize, ApiError> {
+    let Some(text) = query_get(pairs, "limit") else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    let limit: usize = text
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid limit {text:?}")))?;
+    if limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "Given limit {limit} exceeds the supported limit {MAX_LIMIT}. Use a lower limit."
+        )));
+    }
+    Ok(limit)
+}
+
+/// Ray's list result: `{"total", "num_after_truncation", "num_filtered", "result",
+/// "partial_failure_warning", "warnings"}`.
+#[derive(Serialize)]
+pub(crate) struct ListResult<T: Serialize> {
+    pub total: usize,
+    pub num_after_truncation: usize,
+    pub num_filtered: usize,
+    pub result: T,
+    pub partial_failure_warning: &'static str,
+    pub warnings: Option<()>,
+}
+
+impl<T: Serialize> ListResult<T> {
+    pub(crate) fn new(count: usize, result: T) -> Self {
+        Self {
+            total: count,
+            num_after_truncation: count,
+            num_filtered: count,
+            result,
+            partial_failure_warning: "",
+            warnings: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct Wrapped<T: Serialize> {
+    pub result: T,
+}
+
+async fn list(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    let filters = parse_filters(&pairs, &TASK_FILTER_COLUMNS)?;
+    let limit = parse_limit(&pairs)?;
+    let detail = truthy(query_get(&pairs, "detail"), false);
+    let exclude_driver = truthy(query_get(&pairs, "exclude_driver"), true);
+    let session = &loaded.state;
+    let row = |task| TaskRow {
+        task,
+        detail,
+        logs: &loaded,
+    };
+    let (rows, count): (Vec<TaskRow>, usize) = if filters.is_empty() {
+        // The common unfiltered page: counts are known, only `limit` rows are visited.
+        let count = session.tasks.len()
+            - if exclude_driver {
+                session.driver_tasks
+            } else {
+                0
+            };
+        let rows = select(session, &filters, exclude_driver)
+            .take(limit)
+            .map(row)
+            .collect();
+        (rows, count)
+    } else {
+        let mut rows = Vec::with_capacity(limit.min(1024));
+        let mut count = 0usize;
+        for task in select(session, &filters, exclude_driver) {
+            if rows.len() < limit {
+                rows.push(row(task));
+            }
+            count += 1;
+        }
+        (rows, count)
+    };
+    Ok(response::ok(
+        "",
+        Wrapped {
+            result: ListResult::new(count, rows),
+        },
+    ))
+}
+
+/// Milliseconds as Ray prints them: `floor(ns / 1e6)` as a float.
+pub(crate) fn ms(ns: u64) -> f64 {
+    (ns / 1_000_000) as f64
+}
+
+/// Removes ANSI colour codes, as Ray's state API does for error messages.
+pub(crate) fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn raw(text: &str) -> Option<&RawValue> {
+    if text.is_empty() {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
+struct TaskRow<'a> {
+    task: &'a Task,
+    detail: bool,
+    logs: &'a crate::loader::LoadedSession,
+}
+
+impl Serialize for TaskRow<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let t = self.task;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("task_id", &t.task_id)?;
+        m.serialize_entry("attempt_number", &t.attempt)?;
+        m.serialize_entry("name", &*t.def.name)?;
+        m.serialize_entry("state", t.state.name())?;
+        m.serialize_entry("job_id", &t.job_id())?;
+        m.serialize_entry("actor_id", &t.def.actor_id)?;
+        m.serialize_entry("type", t.def.task_type.unwrap_or_default().name())?;
+        m.serialize_entry("func_or_class_name", &*t.def.func_or_class_name)?;
+        m.serialize_entry("parent_task_id", &t.def.parent_task_id)?;
+        m.serialize_entry("node_id", &t.node_id)?;
+        m.serialize_entry("worker_id", &t.worker_id)?;
+        m.serialize_entry("worker_pid", &t.worker_pid)?;
+        m.serialize_entry("error_type", &t.error.as_ref().map(|e| &*e.error_type))?;
+        if !self.detail {
+            return m.end();
+        }
+        m.serialize_entry("language", &*t.def.language)?;
+        m.serialize_entry(
+            "required_resources",
+            raw_or_empty(&t.def.required_resources),
+        )?;
+        m.serialize_entry(
+            "runtime_env_info",
+            &RuntimeEnvInfo {
+                serialized_runtime_env: &t.def.serialized_runtime_env,
+                runtime_env_config: raw(&t.def.runtime_env_config),
+            },
+        )?;
+        m.serialize_entry("placement_group_id", &t.def.placement_group_id)?;
+        let mut states: Vec<(u64, TaskState)> = TaskState::ALL
+            .iter()
+            .filter_map(|s| t.ts(*s).map(|ts| (ts, *s)))
+            .collect();
+        states.sort();
+        let events: Vec<StateEvent> = states
+            .into_iter()
+            .map(|(ts, state)| StateEvent {
+                state: state.name(),
+                created_ms: ms(ts),
+            })
+            .collect();
+        m.serialize_entry("events", &events)?;
+        m.serialize_entry("profiling_data", &ProfilingData(t))?;
+        m.serialize_entry(
+            "creation_time_ms",
+            &t.ts(TaskState::PendingArgsAvail)
+                .or(t.creation_ns())
+                .map(ms),
+        )?;
+        m.serialize_entry("start_time_ms", &t.ts(TaskState::Running).map(ms))?;
+        m.serialize_entry("end_time_ms", &t.end_ns().map(ms))?;
+        m.serialize_entry(
+            "task_log_info",
+            &t.log_info.as_ref().map(|l| LogInfo {
+                info: l,
+                stdout_file: super::logs::task_log_file(self.logs, t, "out"),
+                stderr_file: super::logs::task_log_file(self.logs, t, "err"),
+            }),
+        )?;
+        m.serialize_entry(
+            "error_message",
+            &t.error.as_ref().map(|e| strip_ansi(&e.message)),
+        )?;
+        m.serialize_entry("is_debugger_paused", &None::<bool>)?;
+        m.serialize_entry("call_site", &None::<String>)?;
+        m.serialize_entry("label_selector", &serde_json::json!({}))?;
+        m.serialize_entry("fallback_strategy", &serde_json::json!({"options": []}))?;
+        m.end()
+    }
+}
+
+fn raw_or_empty(text: &str) -> &RawValue {
+    match raw(text) {
+        Some(r) => r,
+        None => serde_json::from_str("{}").unwrap_or_else(|_| unreachable!("{{}} is valid JSON")),
+    }
+}
+
+#[derive(Serialize)]
+struct RuntimeEnvInfo<'a> {
+    serialized_runtime_env: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime_env_config: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct StateEvent {
+    state: &'static str,
+    created_ms: f64,
+}
+
+struct LogInfo<'a> {
+    info: &'a crate::model::TaskLogInfo,
+    stdout_file: Option<String>,
+    stderr_file: Option<String>,
+}
+
+impl Serialize for LogInfo<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(6))?;
+        let file = |found: &Option<String>, stored: &str| {
+            found.clone().unwrap_or_else(|| stored.to_string())
+        };
+        m.serialize_entry(
+            "stdout_file",
+            &file(&self.stdout_file, &self.info.stdout_file),
+        )?;
+        m.serialize_entry(
+            "stderr_file",
+            &file(&self.stderr_file, &self.info.stderr_file),
+        )?;
+        m.serialize_entry("stdout_start", &self.info.stdout_start)?;
+        m.serialize_entry("stdout_end", &self.info.stdout_end)?;
+        m.serialize_entry("stderr_start", &self.info.stderr_start)?;
+        m.serialize_entry("stderr_end", &self.info.stderr_end)?;
+        m.end()
+    }
+}
+
+struct ProfilingData<'a>(&'a Task);
+
+impl Serialize for ProfilingData<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // Ray shows the executing worker's spans; driver-side `submit_task` spans are not shown.
+        let Some(p) = self
+            .0
+            .profile
+            .as_ref()
+            .filter(|p| &*p.component_type == "worker")
+        else {
+            return s.serialize_map(Some(0))?.end();
+        };
+        let mut m = s.serialize_map(Some(4))?;
+        m.serialize_entry("component_type", &*p.component_type)?;
+        m.serialize_entry("component_id", &*p.component_id)?;
+        m.serialize_entry("node_ip_address", &*p.node_ip_address)?;
+        let events: Vec<serde_json::Value> = p
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "start_time": e.start_ns as f64 / 1e6,
+                    "end_time": e.end_ns as f64 / 1e6,
+                    "extra_data": serde_json::from_str::<serde_json::Value>(&e.extra_data)
+                        .unwrap_or_else(|_| serde_json::json!({})),
+                    "event_name": &*e.name,
+                })
+            })
+            .collect();
+        m.serialize_entry("events", &events)?;
+        m.end()
+    }
+}
+
+#[derive(Serialize)]
+struct FuncSummary<'a> {
+    func_or_class_name: &'a str,
+    #[serde(rename = "type")]
+    task_type: &'static str,
+    state_counts: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+struct ClusterSummary<'a> {
+    summary: BTreeMap<&'a str, FuncSummary<'a>>,
+    total_tasks: u64,
+    total_actor_tasks: u64,
+    total_actor_scheduled: u64,
+    summary_by: &'static str,
+}
+
+#[derive(Serialize)]
+struct NodeSummaries<'a> {
+    node_id_to_summary: HashMap<&'static str, ClusterSummary<'a>>,
+}
+
+#[derive(Serialize)]
+struct LineageSummary {
+    summary: Vec<super::lineage::LineageNode>,
+    total_tasks: u64,
+    total_actor_tasks: u64,
+    total_actor_scheduled: u64,
+    summary_by: &'static str,
+}
+
+async fn summarize(
+    Loaded(loaded): Loaded,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    let by = query_get(&pairs, "summary_by").unwrap_or("func_name");
+    if by != "func_name" && by != "lineage" {
+        return Err(ApiError::bad_request(format!(
+            "invalid summary_by {by:?}: use func_name or lineage"
+        )));
+    }
+    let filters = parse_filters(&pairs, &TASK_FILTER_COLUMNS)?;
+    let session = &loaded.state;
+    let selected: Vec<&Task> = select(session, &filters, true).collect();
+    let (mut tasks, mut actor_tasks, mut actor_scheduled) = (0, 0, 0);
+    for task in &selected {
+        match task.def.task_type.unwrap_or_default() {
+            TaskType::Normal => tasks += 1,
+            TaskType::Actor => actor_tasks += 1,
+            TaskType::ActorCreation => actor_scheduled += 1,
+            TaskType::Driver => {}
+        }
+    }
+    let count = selected.len();
+    if by == "lineage" {
+        let cluster = LineageSummary {
+            summary: super::lineage::tree(session, &selected),
+            total_tasks: tasks,
+            total_actor_tasks: actor_tasks,
+            total_actor_scheduled: actor_scheduled,
+            summary_by: "lineage",
+        };
+        let result = serde_json::json!({ "node_id_to_summary": { "cluster": cluster } });
+        return Ok(response::ok(
+            "",
+            Wrapped {
+                result: ListResult::new(count, result),
+            },
+        ));
+    }
+    let mut summary: BTreeMap<&str, FuncSummary> = BTreeMap::new();
+    for task in &selected {
+        let task_type = task.def.task_type.unwrap_or_default();
+        let entry = summary
+            .entry(&task.def.name)
+            .or_insert_with(|| FuncSummary {
+                func_or_class_name: &task.def.name,
+                task_type: task_type.name(),
+                state_counts: BTreeMap::new(),
+            });
+        *entry.state_counts.entry(task.state.name()).or_default() += 1;
+    }
+    let cluster = ClusterSummary {
+        summary,
+        total_tasks: tasks,
+        total_actor_tasks: actor_tasks,
+        total_actor_scheduled: actor_scheduled,
+        summary_by: "func_name",
+    };
+    let result = NodeSummaries {
+        node_id_to_summary: HashMap::from([("cluster", cluster)]),
+    };
+    Ok(response::ok(
+        "",
+        Wrapped {
+            result: ListResult::new(count, result),
+        },
+    ))
+}
+
+/// Colours of Chrome trace events, as Ray's timeline assigns them.
+fn cname(event: &str) -> &'static str {
+    match event {
+        "task:deserialize_arguments" => "rail_load",
+        "task:execute" => "rail_animation",
+        "task:store_outputs" => "rail_idle",
+        "worker_idle" => "cq_build_abandoned",
+        "task" => "rail_response",
+        "wait_for_function" | "fetch_and_run_function" | "register_remote_function" => {
+            "detailed_memory_dump"
+        }
+        "ray.get" => "good",
+        "ray.put" => "terrible",
+        "ray.wait" => "vsync_highlight_color",
+        "submit_task" => "background_memory_dump",
+        _ => "generic_work",
+    }
+}
+
+async fn timeline(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let pairs = query_pairs(query.as_deref());
+    let job = match query_get(&pairs, "job_id") {
+        Some(text) => Some(
+            JobId::from_hex(text)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid job_id {text:?}")))?,
+        ),
+        None => None,
+    };
+    let session = &loaded.state;
+    // Indexes in order of first appearance, like Ray: nodes by IP, workers across all nodes.
+    let mut nodes: Vec<&str> = Vec::new();
+    let mut workers: Vec<(usize, String)> = Vec::new();
+    let mut spans = Vec::new();
+    for task in &session.tasks {
+        if job.is_some_and(|j| task.job_id() != j) || task.def.task_type == Some(TaskType::Driver) {
+            continue;
+        }
+        let Some(profile) = task
+            .profile
+            .as_ref()
+            .filter(|p| matches!(&*p.component_type, "worker" | "driver"))
+        else {
+            continue;
+        };
+        let pid = match nodes.iter().position(|n| *n == &*profile.node_ip_address) {
+            Some(i) => i,
+            None => {
+                nodes.push(&profile.node_ip_address);
+                nodes.len() - 1
+            }
+        };
+        let component = format!("{}:{}", profile.component_type, profile.component_id);
+        let tid = match workers.iter().position(|w| w.0 == pid && w.1 == component) {
+            Some(i) => i,
+            None => {
+                workers.push((pid, component));
+                workers.len() - 1
+            }
+        };
+        for event in &profile.events {
+            let mut args = match serde_json::from_str::<serde_json::Value>(&event.extra_data) {
+                Ok(serde_json::Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            let name = args
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| event.name.to_string());
+            let cname_key = args
+                .get("cname")
+                .and_then(|c| c.as_str())
+                .map(str::to_string)
+                .unwrap_or_else(|| event.name.to_string());
+            args.insert("task_id".into(), task.task_id.hex().into());
+            args.insert("job_id".into(), task.job_id().hex().into());
+            args.insert("attempt_number".into(), task.attempt.into());
+            args.insert(
+                "func_or_class_name".into(),
+                task.def.func_or_class_name.to_string().into(),
+            );
+            args.insert(
+                "actor_id".into(),
+                task.def
+                    .actor_id
+                    .map(|a: ActorId| a.hex().into())
+                    .unwrap_or(serde_json::Value::Null),
+            );
+            // The same float arithmetic as Ray (ns -> ms -> µs), so values match exactly.
+            let start_ms = event.start_ns as f64 / 1e6;
+            let end_ms = event.end_ns as f64 / 1e6;
+            spans.push(serde_json::json!({
+                "cat": &*event.name,
+                "name": name,
+                "pid": pid,
+                "tid": tid,
+                "ts": start_ms * 1e3,
+                "dur": end_ms * 1e3 - start_ms * 1e3,
+                "cname": cname(&cname_key),
+                "args": args,
+                "ph": "X",
+            }));
+        }
+    }
+    for (pid, ip) in nodes.iter().enumerate() {
+        spans.push(serde_json::json!({
+            "name": "process_name", "args": {"name": format!("Node {ip}")},
+            "pid": pid, "tid": null, "ph": "M",
+        }));
+    }
+    for (tid, (pid, component)) in workers.iter().enumerate() {
+        spans.push(serde_json::json!({
+            "name": "thread_name", "args": {"name": component},
+            "pid": pid, "tid": tid, "ph": "M",
+        }));
+    }
+    let mut response = response::json(StatusCode::OK, &spans);
+    if truthy(query_get(&pairs, "download"), false) {
+        let job_text = job.map(|j| j.hex()).unwrap_or_default();
+        let now = chrono::Utc::now().format("%Y-%m-%d_%H-%M-%S");
+        let disposition = format!("attachment; filename=\"timeline-{job_text}-{now}.json\"");
+        if let Ok(v) = HeaderValue::from_str(&disposition) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok(response.into_response())
+}

@@ -1,0 +1,83 @@
+//! Cache of loaded sessions with a byte budget. Concurrent requests for a session that is not
+//! loaded yet share one load (moka's `try_get_with`). Running sessions are reloaded when
+//! their copy is older than the refresh interval, so live sessions stay current.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::future::Cache;
+use ray_history_storage::Storage;
+use ray_history_storage::layout::{MetaRef, SessionName};
+use ray_history_storage::metadata::SessionState;
+
+use crate::Error;
+use crate::index::SessionEntry;
+use crate::loader::{self, SharedSession};
+use crate::metrics::Metrics;
+
+type CacheKey = (MetaRef, SessionName);
+
+/// Loaded sessions, weighed by their approximate heap size.
+#[derive(Clone)]
+pub struct SessionCache {
+    cache: Cache<CacheKey, SharedSession>,
+    storage: Storage,
+    refresh: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl SessionCache {
+    /// A cache holding at most `max_bytes` of loaded sessions.
+    pub fn new(storage: Storage, max_bytes: u64, refresh: Duration, metrics: Arc<Metrics>) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_k: &CacheKey, v: &SharedSession| {
+                u32::try_from(v.approx_bytes()).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self {
+            cache,
+            storage,
+            refresh,
+            metrics,
+        }
+    }
+
+    /// The loaded session, loading it (once, however many callers wait) when needed.
+    pub async fn get(&self, entry: &SessionEntry) -> Result<SharedSession, Arc<Error>> {
+        let key = (entry.meta_ref.clone(), entry.meta.session_name.clone());
+        if let Some(found) = self.cache.get(&key).await {
+            let stale = (entry.meta.state == SessionState::Running
+                || found.meta.last_heartbeat != entry.meta.last_heartbeat)
+                && found.loaded_at.elapsed() > self.refresh;
+            if !stale {
+                self.metrics.cache_hits.inc();
+                return Ok(found);
+            }
+            self.cache.invalidate(&key).await;
+        }
+        let storage = self.storage.clone();
+        let meta = entry.meta.clone();
+        let nodes = entry.nodes.clone();
+        let metrics = self.metrics.clone();
+        let loaded = self
+            .cache
+            .try_get_with(key, async move {
+                metrics.cache_misses.inc();
+                let started = std::time::Instant::now();
+                let loaded = loader::load(&storage, meta, nodes).await?;
+                metrics
+                    .load_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics
+                    .corrupt_lines
+                    .inc_by(loaded.state.stats.corrupt_lines);
+                Ok::<_, Error>(Arc::new(loaded))
+            })
+            .await?;
+        self.metrics
+            .cache_bytes
+            .set(self.cache.weighted_size() as i64);
+        Ok(loaded)
+    }
+}

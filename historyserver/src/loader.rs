@@ -1,0 +1,202 @@
+//! Loads one session from storage: a single listing of its `log/` prefix finds the event
+//! files and the log files; event files are fetched concurrently and parsed in parallel on
+//! the rayon pool, each into its own [`Builder`], and the builders are merged (the merge is
+//! order-independent, so completion order does not matter).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use ray_history_storage::Storage;
+use ray_history_storage::layout::{ClusterRef, Key, NodeId, SessionName};
+use ray_history_storage::metadata::{NodeMetadata, SessionMetadata};
+use rayon::prelude::*;
+
+use crate::Error;
+use crate::events::{self, FileKind};
+use crate::model::{Builder, Session};
+
+/// How many event files are downloaded at once.
+const FETCH_CONCURRENCY: usize = 8;
+/// Size of the blocks of lines parsed at a time while a file streams in.
+const PARSE_BLOCK: usize = 8 * 1024 * 1024;
+
+/// One log file of a node, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFile {
+    /// Path relative to the node's `logs/` dir.
+    pub relative: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A loaded session: its metadata, the merged event state and the index of its log files.
+#[derive(Debug)]
+pub struct LoadedSession {
+    /// `metadata.json`.
+    pub meta: SessionMetadata,
+    /// `nodes/*.json`.
+    pub nodes: Vec<NodeMetadata>,
+    /// Where its logs are.
+    pub cluster: ClusterRef,
+    /// Merged events.
+    pub state: Session,
+    /// Log files per node, sorted by path.
+    pub logs: BTreeMap<NodeId, Vec<LogFile>>,
+    /// When it was loaded.
+    pub loaded_at: Instant,
+}
+
+impl LoadedSession {
+    /// Rough heap size, for the cache's byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        let logs: usize = self
+            .logs
+            .values()
+            .flatten()
+            .map(|f| f.relative.len() + 48)
+            .sum();
+        self.state.approx_bytes() + logs + 4096
+    }
+
+    /// The session name.
+    pub fn name(&self) -> &SessionName {
+        &self.meta.session_name
+    }
+}
+
+/// Loads and merges every event file of a session.
+pub async fn load(
+    storage: &Storage,
+    meta: SessionMetadata,
+    nodes: Vec<NodeMetadata>,
+) -> Result<LoadedSession, Error> {
+    let started = Instant::now();
+    let cluster = ClusterRef::new(meta.cluster_name.as_str(), meta.cluster_id.as_str())
+        .map_err(|e| Error::Layout(e.to_string()))?;
+    let prefix = cluster.session_prefix(&meta.session_name);
+    let objects: Vec<_> = storage.list(Some(&prefix)).try_collect().await?;
+    let mut logs: BTreeMap<NodeId, Vec<LogFile>> = BTreeMap::new();
+    let mut event_files: Vec<(Path, FileKind, u64)> = Vec::new();
+    for object in objects {
+        match Key::parse(&object.location) {
+            Ok(Key::LogFile { node, relative, .. }) => {
+                if let Some(kind) = FileKind::of_log_path(&relative) {
+                    event_files.push((object.location.clone(), kind, object.size));
+                }
+                logs.entry(node).or_default().push(LogFile {
+                    relative,
+                    size: object.size,
+                });
+            }
+            Ok(Key::NodeEvents { .. }) => {
+                event_files.push((object.location.clone(), FileKind::RayEvents, object.size));
+            }
+            _ => {}
+        }
+    }
+    for files in logs.values_mut() {
+        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    }
+    // Biggest first, so the long parses start early.
+    event_files.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
+    let mut parsed = futures::stream::iter(event_files)
+        .filter(|(_, _, size)| futures::future::ready(*size > 0))
+        .map(|(key, kind, _)| {
+            let storage = storage.clone();
+            async move { parse_streamed(&storage, &key, kind).await }
+        })
+        .buffer_unordered(FETCH_CONCURRENCY);
+    // Fold each file's builder in as it completes, so at most a few partial states and
+    // downloads are alive at once.
+    let mut merged = Builder::default();
+    while let Some(builder) = parsed.try_next().await? {
+        merged = on_pool(move || {
+            let mut merged = merged;
+            merged.merge(builder);
+            merged
+        })
+        .await?;
+    }
+    let state = on_pool(move || merged.finish()).await?;
+    tracing::info!(
+        session = %meta.session_name,
+        tasks = state.tasks.len(),
+        actors = state.actors.len(),
+        files = state.stats.files,
+        corrupt_lines = state.stats.corrupt_lines,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "session loaded"
+    );
+    Ok(LoadedSession {
+        meta,
+        nodes,
+        cluster,
+        state,
+        logs,
+        loaded_at: Instant::now(),
+    })
+}
+
+/// Downloads a file as a stream and parses it in blocks of whole lines, so a big file never
+/// sits in memory whole.
+async fn parse_streamed(storage: &Storage, key: &Path, kind: FileKind) -> Result<Builder, Error> {
+    let (_, mut stream) = storage.get_stream(key, None).await?;
+    let mut builder = Builder::default();
+    builder.stats.files = 1;
+    let mut pending = BytesMut::new();
+    loop {
+        let chunk = stream.try_next().await?;
+        let done = chunk.is_none();
+        if let Some(chunk) = chunk {
+            pending.extend_from_slice(&chunk);
+        }
+        let cut = if done {
+            pending.len()
+        } else if pending.len() >= PARSE_BLOCK {
+            match pending.iter().rposition(|b| *b == b'\n') {
+                Some(i) => i + 1,
+                None => continue,
+            }
+        } else {
+            continue;
+        };
+        let block = pending.split_to(cut).freeze();
+        builder = on_pool(move || {
+            let mut builder = builder;
+            events::parse(kind, &block, &mut builder);
+            builder
+        })
+        .await?;
+        if done {
+            return Ok(builder);
+        }
+    }
+}
+
+/// Runs CPU-bound work on the rayon pool and waits for it without blocking the runtime.
+async fn on_pool<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T, Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let _ = tx.send(work());
+    });
+    rx.await.map_err(|_| Error::Worker)
+}
+
+/// Parses files from memory (tests and benchmarks): the same path as [`load`] minus storage.
+pub fn parse_files<'a>(files: impl IntoParallelIterator<Item = (FileKind, &'a [u8])>) -> Session {
+    files
+        .into_par_iter()
+        .map(|(kind, data)| events::parse_to_builder(kind, data))
+        .reduce(Builder::default, |mut a, b| {
+            a.merge(b);
+            a
+        })
+        .finish()
+}
+
+/// Shared handle type for loaded sessions.
+pub type SharedSession = Arc<LoadedSession>;

@@ -1,0 +1,100 @@
+//! Prometheus metrics served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of the request metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route template, e.g. `/sessions/{ns}/{cluster}/{session}/api/v0/tasks`.
+    pub route: String,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// All metrics of the server.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route and status.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency.
+    pub request_seconds: Histogram,
+    /// Session loads served from the cache.
+    pub cache_hits: Counter,
+    /// Session loads that went to storage.
+    pub cache_misses: Counter,
+    /// Weighted size of the session cache.
+    pub cache_bytes: Gauge,
+    /// Time to load a session from storage.
+    pub load_seconds: Histogram,
+    /// Event lines skipped as corrupt.
+    pub corrupt_lines: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ray_history_server");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let cache_bytes = Gauge::default();
+        let load_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
+        let corrupt_lines = Counter::default();
+        registry.register("http_requests", "HTTP requests", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "session_cache_hits",
+            "Session cache hits",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "session_cache_misses",
+            "Session loads from storage",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "session_cache_bytes",
+            "Approximate bytes of cached sessions",
+            cache_bytes.clone(),
+        );
+        registry.register(
+            "session_load_duration_seconds",
+            "Time to load a session from storage",
+            load_seconds.clone(),
+        );
+        registry.register(
+            "corrupt_event_lines",
+            "Event lines skipped because they were corrupt",
+            corrupt_lines.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            cache_hits,
+            cache_misses,
+            cache_bytes,
+            load_seconds,
+            corrupt_lines,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

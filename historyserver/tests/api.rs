@@ -1,0 +1,468 @@
+//! The server's own behaviour over real HTTP on in-memory storage: the session index (filters,
+//! states including `lost`, cursor pagination, `latest`), errors (unknown sessions, path
+//! traversal, missing files), logs (tails, ranges, gzip, downloads), ETags, compression,
+//! health, readiness and metrics.
+
+mod support;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use chrono::{Duration, Utc};
+use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
+use ray_history_storage::metadata::{LAYOUT_VERSION, SessionMetadata, SessionState};
+use ray_history_storage::{Storage, StorageConfig};
+
+const NODE: &str = "3a9b4df81080f082d6c30fd89c7aae18fdbdc0df8d6543f09ff1df38";
+const RECORDED: &str = "session_2026-11-21_05-21-56_756984_14093";
+
+fn meta(
+    ns: &str,
+    cluster: &str,
+    session: &str,
+    age_min: i64,
+    state: SessionState,
+    heartbeat_min: i64,
+) -> SessionMetadata {
+    let now = Utc::now();
+    SessionMetadata {
+        layout_version: LAYOUT_VERSION,
+        cluster_name: cluster.parse().unwrap(),
+        cluster_id: "local".parse().unwrap(),
+        namespace: ns.parse().unwrap(),
+        session_name: session.parse().unwrap(),
+        owner: None,
+        ray_version: Some("2.60.0".into()),
+        head_node_id: None,
+        start_time: now - Duration::minutes(age_min),
+        last_heartbeat: now - Duration::minutes(heartbeat_min),
+        end_time: (state == SessionState::Finished).then(|| now - Duration::minutes(age_min - 1)),
+        state,
+        collector_version: "test".into(),
+    }
+}
+
+async fn put_meta(storage: &Storage, doc: &SessionMetadata) {
+    let meta_ref = MetaRef::new(doc.namespace.as_str(), doc.cluster_name.as_str()).unwrap();
+    storage
+        .put(
+            &meta_ref.metadata(&doc.session_name),
+            serde_json::to_vec(doc).unwrap().into(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn put_log(storage: &Storage, relative: &str, data: Vec<u8>) {
+    let cluster = ClusterRef::new(support::CLUSTER, support::CLUSTER_ID).unwrap();
+    let key = cluster
+        .log_file(
+            &SessionName::new(RECORDED).unwrap(),
+            &NodeId::new(NODE).unwrap(),
+            relative,
+        )
+        .unwrap();
+    storage.put(&key, data.into()).await.unwrap();
+}
+
+async fn server() -> String {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/live-export/session");
+    let recorded = support::upload_session(&storage, &data, RECORDED, NODE).await;
+    // Other sessions: a running one, a lost one (stale heartbeat), one in another namespace.
+    let c = support::CLUSTER;
+    put_meta(
+        &storage,
+        &meta(
+            "default",
+            c,
+            "session_b_running",
+            10,
+            SessionState::Running,
+            0,
+        ),
+    )
+    .await;
+    put_meta(
+        &storage,
+        &meta(
+            "default",
+            c,
+            "session_c_lost",
+            20,
+            SessionState::Running,
+            15,
+        ),
+    )
+    .await;
+    put_meta(
+        &storage,
+        &meta(
+            "team-a",
+            "other",
+            "session_d",
+            30,
+            SessionState::Finished,
+            29,
+        ),
+    )
+    .await;
+    assert_eq!(recorded.state, SessionState::Finished);
+    let lines: String = (0..5000).map(|i| format!("line {i}\n")).collect();
+    put_log(&storage, "big.log", lines.clone().into_bytes()).await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(lines.as_bytes()).unwrap();
+    put_log(&storage, "old/big.log.gz", gz.finish().unwrap()).await;
+    support::start_server(storage).await
+}
+
+fn prefix(base: &str) -> String {
+    format!(
+        "{base}/sessions/{}/{}/{RECORDED}",
+        support::NAMESPACE,
+        support::CLUSTER
+    )
+}
+
+#[tokio::test]
+async fn session_index_filters_states_and_pages() {
+    let base = server().await;
+    let (status, all) = support::get_json(&format!("{base}/api/sessions")).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["total"], 4);
+    let names: Vec<&str> = all["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sessionName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [RECORDED, "session_b_running", "session_c_lost", "session_d"],
+        "newest first"
+    );
+    let states: Vec<&str> = all["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["finished", "running", "lost", "finished"]);
+    assert_eq!(all["sessions"][0]["clusterId"], "local");
+    assert_eq!(all["nextCursor"], serde_json::Value::Null);
+
+    let (_, lost) = support::get_json(&format!("{base}/api/sessions?state=lost")).await;
+    assert_eq!(lost["total"], 1);
+    assert_eq!(lost["sessions"][0]["sessionName"], "session_c_lost");
+    let (_, ns) = support::get_json(&format!("{base}/api/sessions?namespace=team-a")).await;
+    assert_eq!(ns["sessions"][0]["clusterName"], "other");
+    let (_, q) = support::get_json(&format!("{base}/api/sessions?q=RUNNING")).await;
+    assert_eq!(q["total"], 1);
+    let since = (Utc::now() - Duration::minutes(12)).to_rfc3339();
+    let (_, recent) =
+        support::get_json(&format!("{base}/api/sessions?since={}", urlencode(&since))).await;
+    assert_eq!(recent["total"], 3, "{recent}");
+    let (status, bad) = support::get_json(&format!("{base}/api/sessions?state=zombie")).await;
+    assert_eq!(status, 400);
+    assert_eq!(bad["result"], false);
+
+    // Cursor pagination visits every session once, in order.
+    let mut seen = Vec::new();
+    let mut url = format!("{base}/api/sessions?limit=1");
+    loop {
+        let (_, page) = support::get_json(&url).await;
+        seen.push(
+            page["sessions"][0]["sessionName"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        match page["nextCursor"].as_str() {
+            Some(cursor) => url = format!("{base}/api/sessions?limit=1&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names);
+
+    let (status, detail) = support::get_json(&format!(
+        "{base}/api/sessions/default/{}/latest",
+        support::CLUSTER
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["session"]["sessionName"], RECORDED);
+    assert_eq!(detail["counts"]["tasks"], 12);
+    assert_eq!(detail["counts"]["failedTasks"], 2);
+    assert_eq!(detail["counts"]["actors"], 3);
+    assert_eq!(detail["counts"]["jobs"], 3);
+    assert_eq!(detail["nodes"][0]["nodeId"], NODE);
+    let (status, missing) =
+        support::get_json(&format!("{base}/api/sessions/default/nope/session_x")).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["result"], false);
+}
+
+fn urlencode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn ray_api_errors_look_like_ray() {
+    let base = server().await;
+    let p = prefix(&base);
+    let (status, body) = support::get_json(&format!(
+        "{p}/api/v0/tasks?filter_keys=bogus&filter_predicates=%3D&filter_values=x"
+    ))
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("The given filter column bogus is not supported")
+    );
+    let (status, body) = support::get_json(&format!("{p}/api/jobs/nope")).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (404, Some("Job nope does not exist"))
+    );
+    let (status, body) =
+        support::get_json(&format!("{p}/logical/actors/00000000000000000000000000ff")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["data"]["detail"], serde_json::Value::Null);
+    let (status, body) = support::get_json(&format!("{p}/api/v0/logs")).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["msg"],
+        "Both node id and node ip are not provided. Please provide at least one of them."
+    );
+    let (status, _) = support::get_json(&format!("{p}/api/v0/platform_events")).await;
+    assert_eq!(status, 404, "the dashboard reads 404 as: feature off");
+    let (status, body) = support::get_json(&format!("{p}/api/data/datasets/01000000")).await;
+    assert_eq!(
+        (status, body["datasets"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+    let (status, _) =
+        support::get_json(&format!("{base}/sessions/default/nope/latest/api/v0/tasks")).await;
+    assert_eq!(status, 404);
+    // Filters by state and job use the indexes and agree with the recorded live answers.
+    let (_, failed) = support::get_json(&format!(
+        "{p}/api/v0/tasks?filter_keys=state&filter_predicates=%3D&filter_values=FAILED"
+    ))
+    .await;
+    assert_eq!(failed["data"]["result"]["total"], 2);
+    let (_, not_square) = support::get_json(&format!(
+        "{p}/api/v0/tasks?filter_keys=name&filter_predicates=!%3D&filter_values=square"
+    ))
+    .await;
+    assert_eq!(not_square["data"]["result"]["total"], 8);
+    let (_, with_driver) =
+        support::get_json(&format!("{p}/api/v0/tasks?exclude_driver=false")).await;
+    assert_eq!(with_driver["data"]["result"]["total"], 15);
+    let (_, two) = support::get_json(&format!("{p}/api/v0/tasks?limit=2")).await;
+    assert_eq!(two["data"]["result"]["total"], 12);
+    assert_eq!(two["data"]["result"]["result"].as_array().unwrap().len(), 2);
+    let (_, summary) = support::get_json(&format!("{p}/api/v0/tasks/summarize")).await;
+    let cluster = &summary["data"]["result"]["result"]["node_id_to_summary"]["cluster"];
+    assert_eq!(cluster["total_tasks"], 8);
+    assert_eq!(cluster["summary"]["square"]["state_counts"]["FINISHED"], 4);
+    let (status, timeline) =
+        support::get_json(&format!("{p}/api/v0/tasks/timeline?job_id=01000000")).await;
+    assert_eq!(status, 200);
+    assert!(
+        timeline
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["cat"] == "task:execute")
+    );
+}
+
+#[tokio::test]
+async fn logs_tails_ranges_gzip_and_traversal() {
+    let base = server().await;
+    let p = prefix(&base);
+    let client = reqwest::Client::new();
+    let file = |q: &str| format!("{p}/api/v0/logs/file?node_id={NODE}&{q}");
+    let tail = client
+        .get(file("filename=big.log&lines=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 200);
+    assert_eq!(
+        tail.headers()["content-disposition"],
+        "attachment; filename=\"file.txt\""
+    );
+    assert_eq!(
+        tail.text().await.unwrap(),
+        "line 4997\nline 4998\nline 4999\n"
+    );
+    let all = client
+        .get(file("filename=big.log&lines=-1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(all.lines().count(), 5000);
+    let gz = client
+        .get(file("filename=old/big.log.gz&lines=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(gz, "line 4998\nline 4999\n");
+    let ranged = client
+        .get(file("filename=big.log&download=1"))
+        .header("Range", "bytes=7-13")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(
+        ranged.headers()["content-range"],
+        format!("bytes 7-13/{}", all.len())
+    );
+    assert_eq!(
+        ranged.headers()["content-disposition"],
+        "attachment; filename=\"big.log\""
+    );
+    assert_eq!(ranged.text().await.unwrap(), "line 1\n");
+    for bad in ["../../etc/passwd", "/etc/passwd", "a//b", "events/../../x"] {
+        let (status, body) =
+            support::get_json(&file(&format!("filename={}&lines=5", urlencode(bad)))).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(body["result"], false, "{bad}");
+    }
+    let (status, body) = support::get_json(&file("filename=nope.log")).await;
+    assert_eq!(status, 404);
+    assert!(body["msg"].as_str().unwrap().contains("nope.log"));
+    let (_, list) = support::get_json(&format!("{p}/api/v0/logs?node_id={NODE}&glob=*.log")).await;
+    let internal = list["data"]["result"]["internal"].as_array().unwrap();
+    assert!(internal.contains(&"big.log".into()));
+    assert!(
+        !internal.iter().any(|f| f == "events/"),
+        "glob applies to dirs too"
+    );
+    let (_, list) = support::get_json(&format!("{p}/api/v0/logs?node_ip=127.0.0.1")).await;
+    assert!(
+        list["data"]["result"]["internal"]
+            .as_array()
+            .unwrap()
+            .contains(&"events/".into())
+    );
+}
+
+#[tokio::test]
+async fn etags_compression_health_and_metrics() {
+    let base = server().await;
+    let client = reqwest::Client::builder().no_gzip().build().unwrap();
+    let url = format!("{}/logical/actors", prefix(&base));
+    let first = client.get(&url).send().await.unwrap();
+    let etag = first.headers()["etag"].clone();
+    let again = client
+        .get(&url)
+        .header("If-None-Match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    let zipped = client
+        .get(&url)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(
+        client
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ray_history_server_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ray_history_server_session_cache_misses_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn index_and_running_sessions_refresh_in_the_background() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let base = support::start_server(storage.clone()).await;
+    let (_, empty) = support::get_json(&format!("{base}/api/sessions")).await;
+    assert_eq!(empty["total"], 0);
+    // A running session appears without a restart (refresh interval is 1s in tests).
+    let session = "session_live";
+    put_meta(
+        &storage,
+        &meta(
+            "default",
+            support::CLUSTER,
+            session,
+            1,
+            SessionState::Running,
+            0,
+        ),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, listed) = support::get_json(&format!("{base}/api/sessions?state=running")).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+    let tasks_url = format!(
+        "{base}/sessions/default/{}/{session}/api/v0/tasks",
+        support::CLUSTER
+    );
+    let (_, before) = support::get_json(&tasks_url).await;
+    assert_eq!(before["data"]["result"]["total"], 0);
+    // Events that arrive later are picked up once the cached copy is older than the interval.
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/live-export/session/logs/export_events/event_EXPORT_TASK_14477.log");
+    let cluster = ClusterRef::new(support::CLUSTER, support::CLUSTER_ID).unwrap();
+    let key = cluster
+        .log_file(
+            &SessionName::new(session).unwrap(),
+            &NodeId::new(NODE).unwrap(),
+            "export_events/event_EXPORT_TASK_14477.log",
+        )
+        .unwrap();
+    storage
+        .put(&key, std::fs::read(fixture).unwrap().into())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, after) = support::get_json(&tasks_url).await;
+    assert!(
+        after["data"]["result"]["total"].as_u64().unwrap() > 0,
+        "{after}"
+    );
+}

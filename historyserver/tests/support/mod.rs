@@ -1,0 +1,153 @@
+//! Test support: upload a Ray session dir in the storage layout, run the server in-process,
+//! and compare its answers with a live Ray dashboard's.
+
+#![allow(dead_code)]
+
+pub mod compare;
+
+use std::path::Path;
+
+use chrono::Utc;
+use ray_history_server::config::ServeArgs;
+use ray_history_storage::Storage;
+use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
+use ray_history_storage::metadata::{
+    LAYOUT_VERSION, NodeMetadata, NodeType, SessionMetadata, SessionState,
+};
+
+/// Namespace, cluster name and id used by the tests.
+pub const NAMESPACE: &str = "default";
+pub const CLUSTER: &str = "raycluster-test";
+pub const CLUSTER_ID: &str = "local";
+
+/// The node id of a session dir, from Ray's `gcs_server_port_<node-id>` file.
+pub fn head_node_id(session_dir: &Path) -> String {
+    std::fs::read_dir(session_dir)
+        .expect("session dir")
+        .filter_map(|e| e.ok())
+        .find_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_prefix("gcs_server_port_")
+                .map(str::to_string)
+        })
+        .expect("no gcs_server_port_<node-id> file in the session dir")
+}
+
+/// Uploads `<session_dir>/logs/**` under the node's log prefix and writes `metadata.json`
+/// and `nodes/<node>.json`, as the collector would for a finished session.
+pub async fn upload_session(
+    storage: &Storage,
+    session_dir: &Path,
+    session_name: &str,
+    node_id: &str,
+) -> SessionMetadata {
+    let cluster = ClusterRef::new(CLUSTER, CLUSTER_ID).unwrap();
+    let meta_ref = MetaRef::new(NAMESPACE, CLUSTER).unwrap();
+    let session = SessionName::new(session_name).unwrap();
+    let node = NodeId::new(node_id).unwrap();
+    let logs = session_dir.join("logs");
+    let mut stack = vec![logs.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_file() {
+                let relative = path
+                    .strip_prefix(&logs)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                let key = cluster.log_file(&session, &node, &relative).unwrap();
+                let len = entry.metadata().unwrap().len();
+                storage.put_file(&key, &path, len).await.unwrap();
+            }
+        }
+    }
+    let now = Utc::now();
+    let meta = SessionMetadata {
+        layout_version: LAYOUT_VERSION,
+        cluster_name: cluster.name.clone(),
+        cluster_id: cluster.id.clone(),
+        namespace: meta_ref.namespace.clone(),
+        session_name: session.clone(),
+        owner: None,
+        ray_version: Some("2.60.0".into()),
+        head_node_id: Some(node.clone()),
+        start_time: now,
+        last_heartbeat: now,
+        end_time: Some(now),
+        state: SessionState::Finished,
+        collector_version: "test".into(),
+    };
+    storage
+        .put(
+            &meta_ref.metadata(&session),
+            serde_json::to_vec(&meta).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let node_doc = NodeMetadata {
+        node_id: node.clone(),
+        node_type: NodeType::Head,
+        pod_name: None,
+        node_ip: Some("127.0.0.1".into()),
+        start_time: now,
+        last_heartbeat: now,
+        end_time: Some(now),
+    };
+    storage
+        .put(
+            &meta_ref.node(&session, &node),
+            serde_json::to_vec(&node_doc).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    meta
+}
+
+/// Server flags for tests.
+pub fn serve_args() -> ServeArgs {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+    Wrapper::parse_from([
+        "test",
+        "--listen",
+        "127.0.0.1:0",
+        "--refresh-interval",
+        "1s",
+    ])
+    .serve
+}
+
+/// Starts the server in-process on a free port; returns its base URL.
+pub async fn start_server(storage: Storage) -> String {
+    let args = serve_args();
+    let state = ray_history_server::server::state(storage, &args)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        ray_history_server::server::serve_on(listener, state, &args, std::future::pending())
+            .await
+            .unwrap();
+    });
+    format!("http://{addr}")
+}
+
+/// GET returning status and JSON (or the body as a JSON string when it is not JSON).
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, value)
+}
