@@ -35,6 +35,9 @@ pub enum Error {
     /// The requested thing does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// `--ray-dashboard-dir` is not Ray's dashboard build (the message names the flag).
+    #[error(transparent)]
+    RayDashboardDir(std::io::Error),
     /// The listen address cannot be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -12,8 +12,12 @@ use crate::config::ServeArgs;
 use crate::index::SessionIndex;
 use crate::metrics::Metrics;
 
-/// Builds the application state over an opened storage (used by `serve` and by tests).
+/// Builds the application state over an opened storage (used by `serve` and by tests); a
+/// `--ray-dashboard-dir` that is not Ray's dashboard build is refused here, before serving.
 pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error> {
+    if let Some(dir) = &args.ray_dashboard_dir {
+        crate::ui::check_ray_dashboard_dir(dir).map_err(Error::RayDashboardDir)?;
+    }
     let metrics = Arc::new(Metrics::default());
     let index = Arc::new(SessionIndex::new(storage.clone()));
     index.refresh().await?;

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
-use ray_history_storage::metadata::{LAYOUT_VERSION, SessionMetadata, SessionState};
+use ray_history_storage::metadata::{
+    LAYOUT_VERSION, NodeMetadata, NodeType, SessionMetadata, SessionState,
+};
 use ray_history_storage::{Storage, StorageConfig};
 
 const NODE: &str = "3a9b4df81080f082d6c30fd89c7aae18fdbdc0df8d6543f09ff1df38";
@@ -465,4 +467,258 @@ async fn index_and_running_sessions_refresh_in_the_background() {
         after["data"]["result"]["total"].as_u64().unwrap() > 0,
         "{after}"
     );
+}
+
+const DEAD_SESSION: &str = "session_2026-11-20_10-00-00_000000_1";
+const DEAD_NODE: &str = "0b7c5d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e";
+
+/// A server with `--ray-dashboard-dir` over the recorded session and a dead cluster's session
+/// whose only node (known from `metadir/`, ended) has stored logs.
+async fn dashboard_server() -> (String, tempfile::TempDir) {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/live-export/session");
+    support::upload_session(&storage, &data, RECORDED, NODE).await;
+    let mut doc = meta(
+        support::NAMESPACE,
+        support::CLUSTER,
+        DEAD_SESSION,
+        60,
+        SessionState::Finished,
+        59,
+    );
+    doc.head_node_id = Some(NodeId::new(DEAD_NODE).unwrap());
+    put_meta(&storage, &doc).await;
+    let meta_ref = MetaRef::new(support::NAMESPACE, support::CLUSTER).unwrap();
+    let node = NodeMetadata {
+        node_id: NodeId::new(DEAD_NODE).unwrap(),
+        node_type: NodeType::Head,
+        pod_name: Some("head-pod".into()),
+        node_ip: Some("10.0.0.7".into()),
+        start_time: doc.start_time,
+        last_heartbeat: doc.last_heartbeat,
+        end_time: doc.end_time,
+    };
+    storage
+        .put(
+            &meta_ref.node(&doc.session_name, &node.node_id),
+            serde_json::to_vec(&node).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let cluster = ClusterRef::new(support::CLUSTER, support::CLUSTER_ID).unwrap();
+    for file in ["worker-ab-01000000-7.out", "events/event_GCS.log"] {
+        let key = cluster
+            .log_file(&doc.session_name, &node.node_id, file)
+            .unwrap();
+        storage.put(&key, b"hello\n".to_vec().into()).await.unwrap();
+    }
+    let build = tempfile::tempdir().unwrap();
+    std::fs::write(build.path().join("index.html"), "<html></html>").unwrap();
+    let mut args = support::serve_args();
+    args.ray_dashboard_dir = Some(build.path().to_path_buf());
+    let state = ray_history_server::server::state(storage, &args)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        ray_history_server::server::serve_on(listener, state, &args, std::future::pending())
+            .await
+            .unwrap();
+    });
+    (format!("http://{addr}"), build)
+}
+
+async fn get_with_referer(url: &str, referer: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .header("referer", referer)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rays_dashboard_pages_see_dead_nodes_with_logs_as_alive() {
+    let (base, _build) = dashboard_server().await;
+    let page = format!(
+        "{base}/sessions/{}/{}/{DEAD_SESSION}/",
+        support::NAMESPACE,
+        support::CLUSTER
+    );
+    let nodes = format!("{page}nodes?view=summary");
+    let (status, plain) = support::get_json(&nodes).await;
+    assert_eq!(status, 200);
+    let raylet = &plain["data"]["summary"][0]["raylet"];
+    assert_eq!(raylet["nodeId"], DEAD_NODE);
+    assert_eq!(
+        raylet["state"], "DEAD",
+        "API clients get the recorded state"
+    );
+    assert_eq!(
+        plain["data"]["summary"][0]["mem"].as_array().unwrap().len(),
+        4
+    );
+
+    let from_ray = get_with_referer(&nodes, &format!("{page}#/logs")).await;
+    let raylet = &from_ray["data"]["summary"][0]["raylet"];
+    assert_eq!(
+        raylet["state"], "ALIVE",
+        "Ray's Logs page lists only ALIVE nodes"
+    );
+    assert!(
+        raylet["stateMessage"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("DEAD in the stored session")),
+        "{raylet}"
+    );
+    let detail = get_with_referer(&format!("{page}nodes/{DEAD_NODE}"), &page).await;
+    assert_eq!(detail["data"]["detail"]["raylet"]["state"], "ALIVE");
+    let hosts = get_with_referer(&format!("{page}nodes?view=hostNameList"), &page).await;
+    assert_eq!(
+        hosts["data"]["hostNameList"],
+        serde_json::json!(["head-pod"])
+    );
+
+    // Our own UI, or Ray's page of another session, gets the recorded state.
+    for referer in [
+        format!("{base}/"),
+        format!("{base}/#/s/default/{}/{DEAD_SESSION}", support::CLUSTER),
+        format!(
+            "{base}/sessions/{}/{}/{RECORDED}/",
+            support::NAMESPACE,
+            support::CLUSTER
+        ),
+    ] {
+        let answer = get_with_referer(&nodes, &referer).await;
+        assert_eq!(
+            answer["data"]["summary"][0]["raylet"]["state"], "DEAD",
+            "referer {referer}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn log_globs_list_sub_folders_like_ray() {
+    let (base, _build) = dashboard_server().await;
+    let page = format!(
+        "{base}/sessions/{}/{}/{DEAD_SESSION}",
+        support::NAMESPACE,
+        support::CLUSTER
+    );
+    let list = |glob: &str| format!("{page}/api/v0/logs?node_id={DEAD_NODE}&glob={glob}");
+    let (status, top) = support::get_json(&format!("{page}/api/v0/logs?node_id={DEAD_NODE}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        top["data"]["result"],
+        serde_json::json!({"internal": ["events/"], "worker_out": ["worker-ab-01000000-7.out"]})
+    );
+    let (status, events) = support::get_json(&list("events/*")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        events["data"]["result"],
+        serde_json::json!({"internal": ["events/event_GCS.log"]})
+    );
+    let (_, searched) = support::get_json(&list("events/*GCS*")).await;
+    assert_eq!(
+        searched["data"]["result"]["internal"][0],
+        "events/event_GCS.log"
+    );
+    let (_, none) = support::get_json(&list("events/*nothing*")).await;
+    assert_eq!(none["data"]["result"], serde_json::json!({}));
+}
+
+#[tokio::test]
+async fn dashboard_calls_answer_like_a_live_head() {
+    let (base, _build) = dashboard_server().await;
+    let prefix = prefix(&base);
+    let live = |name: &str| -> serde_json::Value {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/live-export/answers")
+            .join(format!("{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (status, auth) = support::get_json(&format!("{prefix}/api/authentication_mode")).await;
+    assert_eq!(status, 200);
+    assert_eq!(auth, serde_json::json!({"authentication_mode": "disabled"}));
+    let (status, profiling) = support::get_json(&format!("{prefix}/api/profiling_enabled")).await;
+    assert_eq!(status, 200);
+    assert_eq!(profiling["result"], true);
+    assert_eq!(profiling["data"]["profilingEnabled"], false);
+    assert_eq!(profiling["data"]["profilingDefaults"]["cpuDuration"], 5);
+    assert_eq!(
+        profiling["data"]["profilingDefaults"]["memoryFormat"],
+        "flamegraph"
+    );
+    let (status, redaction) =
+        support::get_json(&format!("{prefix}/api/v0/runtime_env_redaction")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        redaction,
+        serde_json::json!({"result": true, "msg": "", "data": {"redactionEnabled": true}})
+    );
+    let (status, usage) = support::get_json(&format!("{prefix}/usage_stats_enabled")).await;
+    assert_eq!(status, 200);
+    assert_eq!(usage, live("usage"));
+    let (status, groups) = support::get_json(&format!(
+        "{prefix}/api/v0/placement_groups?detail=1&limit=10000"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(groups, live("placement_groups"));
+    let (status, metadata) = support::get_json(&format!("{prefix}/api/v0/cluster_metadata")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metadata["data"]["rayVersion"],
+        live("cluster_metadata")["data"]["rayVersion"]
+    );
+    let (status, events) = support::get_json(&format!("{prefix}/events?job_id=01000000")).await;
+    assert_eq!(status, 200);
+    assert_eq!(events["msg"], live("events_job")["msg"]);
+    assert_eq!(events["data"]["jobId"], "01000000");
+    assert!(events["data"]["events"].is_array());
+    let (status, lineage) = support::get_json(&format!(
+        "{prefix}/api/v0/tasks/summarize?filter_keys=job_id&filter_predicates=%3D&filter_values=01000000&summary_by=lineage"
+    ))
+    .await;
+    assert_eq!(status, 200);
+    let result = &lineage["data"]["result"];
+    assert_eq!(
+        result["total"],
+        live("task_summarize_job")["data"]["result"]["total"]
+    );
+    let groups = result["result"]["node_id_to_summary"]["cluster"]["summary"]
+        .as_array()
+        .expect("a lineage summary is a list");
+    assert!(groups.iter().any(|g| g["name"] == "boom"), "{lineage}");
+}
+
+#[tokio::test]
+async fn a_bad_ray_dashboard_dir_fails_at_start_with_one_line() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let mut args = support::serve_args();
+    args.ray_dashboard_dir = Some(empty.path().to_path_buf());
+    let Err(err) = ray_history_server::server::state(storage, &args).await else {
+        panic!("a folder without index.html was accepted");
+    };
+    assert!(err.to_string().starts_with("--ray-dashboard-dir "), "{err}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ray-history-server"))
+        .args(["--storage", "memory", "--listen", "127.0.0.1:0"])
+        .arg("--ray-dashboard-dir")
+        .arg(empty.path())
+        .env_remove("RAY_HISTORY_CONFIG")
+        // Asked-for backtraces add lines by design.
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--ray-dashboard-dir"), "{stderr}");
 }

@@ -70,6 +70,36 @@ async fn recorded_export_session_matches_live_dashboard() {
         ],
         &mut diffs,
     );
+    // Every field Ray's Cluster page reads has the live type (it crashed on `"mem": []`).
+    let live_nodes = answer("nodes_summary");
+    support::compare::shape(
+        &live_nodes["data"]["summary"][0],
+        &nodes["data"]["summary"][0],
+        "",
+        &[
+            "raylet.labels",
+            "raylet.resourcesTotal",
+            "raylet.coreWorkersStats",
+        ],
+        &mut diffs,
+    );
+    let mut broken = nodes["data"]["summary"][0].clone();
+    broken["mem"] = serde_json::json!([]);
+    broken["raylet"]["objectStoreUsedMemory"] = "0".into();
+    let mut caught = Vec::new();
+    support::compare::shape(
+        &live_nodes["data"]["summary"][0],
+        &broken,
+        "",
+        &[],
+        &mut caught,
+    );
+    assert_eq!(caught.len(), 2, "the shape check misses: {caught:?}");
+    let logical = &nodes["data"]["nodeLogicalResources"][&ids["NODE"]];
+    assert!(
+        logical.as_str().is_some_and(|t| t.contains("1.0 CPU")),
+        "nodeLogicalResources: {logical}"
+    );
     let (_, events) = support::get_json(&format!("{prefix}/events")).await;
     support::compare::events(&answer("events"), &events, &mut diffs);
     let (_, timeline) = support::get_json(&format!("{prefix}/api/v0/tasks/timeline")).await;

@@ -160,6 +160,21 @@ const RAY_ERRORS: &[&str] = &[
     "Failed to load",
 ];
 
+/// The text of a DOM dump without its tags (Ray's log viewer highlights numbers in spans).
+fn text_of(dom: &str) -> String {
+    let mut text = String::with_capacity(dom.len());
+    let mut in_tag = false;
+    for c in dom.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
+}
+
 fn assert_no_ray_error(page: &str, dom: &str) {
     for marker in RAY_ERRORS {
         assert!(
@@ -309,5 +324,51 @@ fn the_ui_and_rays_dashboard_show_a_stored_session() {
     assert!(
         dom.contains(counter_id),
         "Ray's actors page lacks actor {counter_id}"
+    );
+    // The Cluster page does arithmetic on node samples: it renders blank on a wrong shape.
+    let dom = browser.visit(&format!("{ray}#/cluster"), "ray-cluster", 10000);
+    assert_no_ray_error("cluster", &dom);
+    assert!(
+        dom.contains(&stored.node),
+        "Ray's cluster page lacks node {}",
+        stored.node
+    );
+    let dom = browser.visit(
+        &format!("{ray}#/cluster/nodes/{}", stored.node),
+        "ray-node",
+        10000,
+    );
+    assert_no_ray_error("node", &dom);
+    assert!(
+        dom.contains("Node Detail") && dom.contains(&stored.node),
+        "Ray's node page did not render"
+    );
+    // The Logs page lists only ALIVE nodes; a stopped node with stored logs is shown to it.
+    let dom = browser.visit(&format!("{ray}#/logs"), "ray-logs", 10000);
+    assert_no_ray_error("logs", &dom);
+    assert!(
+        dom.contains(&format!("Node ID: {}", stored.node)),
+        "Ray's logs page does not list node {}",
+        stored.node
+    );
+    let node = &stored.node;
+    let dom = browser.visit(
+        &format!("{ray}#/logs?nodeId={node}&folder=events"),
+        "ray-logs-folder",
+        10000,
+    );
+    assert!(
+        dom.contains("event_GCS.log"),
+        "Ray's logs page does not browse the events folder"
+    );
+    let dom = browser.visit(
+        &format!("{ray}#/logs/viewer?nodeId={node}&fileName={file}"),
+        "ray-logs-viewer",
+        10000,
+    );
+    assert_no_ray_error("log viewer", &dom);
+    assert!(
+        text_of(&dom).contains(line.as_str()),
+        "Ray's log viewer does not show {line:?} of {file}"
     );
 }

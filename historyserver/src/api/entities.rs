@@ -1,11 +1,12 @@
 //! Actors (`logical/actors`), jobs (`api/jobs/`), nodes (`nodes`) and cluster events
 //! (`events`), in the camelCase (or, for jobs, snake_case) shapes of Ray 2.60's dashboard.
+//! Node states depend on the asking page: see [`reported_state`].
 
 use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::response::{self, ApiError};
 use super::tasks::{query_get, query_pairs};
-use super::{AppState, Loaded};
+use super::{AppState, Loaded, RayPage};
 use crate::events::camelize;
 use crate::ids::{ActorId, JobId, NodeId};
 use crate::loader::LoadedSession;
@@ -310,26 +311,89 @@ async fn job(Loaded(session): Loaded, Path(path): Path<JobPath>) -> Response {
     }
 }
 
-/// The `raylet` part of a node summary.
-fn raylet_json(session: &LoadedSession, node: &Node) -> Value {
+/// Whether the node has logs in storage.
+fn has_logs(session: &LoadedSession, node: &Node) -> bool {
+    ray_history_storage::layout::NodeId::new(&node.node_id.hex())
+        .is_ok_and(|id| session.logs.contains_key(&id))
+}
+
+/// The `raylet.state` and `raylet.stateMessage` to report.
+///
+/// Ray's Logs page lists only nodes whose state is `ALIVE`, and its Cluster page links a node's
+/// logs only when it is not `DEAD`; on a stored session every node is gone, so that page would
+/// be empty. For requests from Ray's dashboard page of this session (`ray_page`) a dead node
+/// with stored logs is therefore reported `ALIVE` ("its logs can be browsed") and its recorded
+/// end goes into the state message, which the Cluster page shows next to it. Every other client
+/// (scripts, our own UI) gets the recorded state unchanged.
+fn reported_state(session: &LoadedSession, node: &Node, ray_page: bool) -> (&'static str, Value) {
+    let message = Some(&*node.death_message).filter(|m| !m.is_empty());
+    match node.state {
+        NodeState::Alive => ("ALIVE", json!(message)),
+        NodeState::Dead if ray_page && has_logs(session, node) => {
+            let reason = message.map(|m| format!(": {m}")).unwrap_or_default();
+            (
+                "ALIVE",
+                json!(format!(
+                    "DEAD in the stored session{reason} (shown as ALIVE so that Ray's Logs page \
+                     lists its stored logs)"
+                )),
+            )
+        }
+        NodeState::Dead => ("DEAD", json!(message)),
+    }
+}
+
+/// A resource total of a node event, or 0.
+fn resource(node: &Node, name: &str) -> f64 {
+    json_text(&node.resources_total)
+        .get(name)
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0)
+}
+
+/// The `raylet` part of a node summary, with every field a live head reports. What a stored
+/// session does not know (ports, sockets, usage) is zero or empty in the live type.
+fn raylet_json(session: &LoadedSession, node: &Node, ray_page: bool) -> Value {
     let resources = camelize(json_text(&node.resources_total));
+    let (state, state_message) = reported_state(session, node, ray_page);
+    // Nothing is in the object store of a stopped node; its capacity is known.
+    let store = resource(node, "object_store_memory") as u64;
     json!({
-        "nodeId": node.node_id,
-        "nodeManagerAddress": &*node.ip,
-        "nodeManagerHostname": &*node.hostname,
-        "nodeName": &*node.node_name,
-        "resourcesTotal": resources,
-        "startTimeMs": node.start_ms.to_string(),
-        "endTimeMs": node.end_ms.to_string(),
-        "isHeadNode": node.is_head,
-        "labels": json_text(&node.labels),
-        "state": match node.state { NodeState::Alive => "ALIVE", NodeState::Dead => "DEAD" },
-        "stateMessage": Some(&*node.death_message).filter(|m| !m.is_empty()),
-        "sessionName": session.name().as_str(),
         "coreWorkersStats": [],
         "numWorkers": 0,
+        "storeStats": {"objectStoreBytesAvail": store.to_string(), "cumulativeCreatedObjects": "0", "cumulativeCreatedBytes": "0"},
         "objectStoreUsedMemory": 0,
-        "objectStoreAvailableMemory": 0,
+        "objectStoreAvailableMemory": store,
+        "nodeId": node.node_id,
+        "nodeManagerAddress": &*node.ip,
+        "rayletSocketName": "",
+        "objectStoreSocketName": "",
+        "nodeManagerPort": 0,
+        "objectManagerPort": 0,
+        "nodeManagerHostname": &*node.hostname,
+        "metricsExportPort": 0,
+        "resourcesTotal": resources,
+        "nodeName": &*node.node_name,
+        "startTimeMs": node.start_ms.to_string(),
+        "isHeadNode": node.is_head,
+        "labels": json_text(&node.labels),
+        "runtimeEnvAgentPort": 0,
+        "stateSnapshot": {
+            "state": if node.state == NodeState::Dead { "DEAD" } else { "IDLE" },
+            "idleDurationMs": "0",
+            "nodeActivity": [],
+        },
+        "metricsAgentPort": 0,
+        "dashboardAgentListenPort": 0,
+        "tempDir": "",
+        "sessionDir": "",
+        "state": state,
+        "instanceId": "",
+        "nodeTypeName": "",
+        "instanceTypeName": "",
+        "endTimeMs": node.end_ms.to_string(),
+        "stateMessage": state_message,
+        "sessionName": session.name().as_str(),
     })
 }
 
@@ -346,19 +410,83 @@ fn hostname(session: &LoadedSession, node: &Node) -> String {
         .unwrap_or_else(|| node.node_name.to_string())
 }
 
-fn node_summary(session: &LoadedSession, node: &Node) -> Value {
+/// A process entry (`agent`, `gcs`, `workers[]`) with no samples.
+fn no_process() -> Value {
     json!({
+        "pid": 0, "createTime": 0.0, "cpuPercent": 0.0,
+        "cpuTimes": {"user": 0.0, "system": 0.0, "childrenUser": 0.0, "childrenSystem": 0.0},
+        "cmdline": [],
+        "memoryInfo": {"rss": 0.0, "vms": 0.0, "pfaults": null, "pageins": null},
+        "memoryFullInfo": null, "numFds": 0, "gpuMemoryUsage": null, "gpuUtilization": null,
+    })
+}
+
+/// One node in the live summary shape. Ray's Cluster page does arithmetic on the host samples
+/// (`mem[2].toFixed`, `disk["/"].percent`…), which a stored session does not have: they are
+/// zeros of the live shape (`mem` = total, available, percent, used).
+fn node_summary(session: &LoadedSession, node: &Node, ray_page: bool) -> Value {
+    let sampled = session.meta.last_heartbeat.timestamp_millis() as f64 / 1000.0;
+    json!({
+        "now": sampled,
         "hostname": hostname(session, node),
         "ip": &*node.ip,
-        "raylet": raylet_json(session, node),
-        "cpus": [],
-        "mem": [],
+        "cpu": 0.0,
+        "cpus": [0, 0],
+        "mem": [0, 0, 0.0, 0],
+        "hostMem": [0, 0],
+        "cgroupMem": [0, 0],
+        "shm": 0,
+        "raylet": raylet_json(session, node, ray_page),
+        "agent": no_process(),
+        "bootTime": node.start_ms as f64 / 1000.0,
+        "loadAvg": [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+        "disk": {"/": {"total": 0, "used": 0, "free": 0, "percent": 0.0}},
+        "diskIo": [0, 0, 0, 0],
+        "diskIoSpeed": [0.0, 0.0, 0.0, 0.0],
         "gpus": [],
         "tpus": [],
-        "disk": {},
-        "network": [],
+        "network": [0, 0],
+        "networkSpeed": [0.0, 0.0],
         "cmdline": [],
+        "gcs": if node.is_head { no_process() } else { Value::Null },
     })
+}
+
+/// Ray's per-node logical resources text (`1.0 CPU`, `15.58GiB memory`…); usage is not
+/// recorded, so only totals are listed.
+fn logical_resources(node: &Node) -> String {
+    let Value::Object(resources) = json_text(&node.resources_total) else {
+        return String::new();
+    };
+    resources
+        .iter()
+        .filter(|(name, _)| !name.starts_with("node:"))
+        .filter_map(|(name, value)| {
+            let value = value.as_f64()?;
+            Some(if name.contains("memory") {
+                format!("{} {name}", bytes_text(value))
+            } else {
+                format!("{value:.1} {name}")
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Bytes as Ray writes them: `6.68GiB`.
+fn bytes_text(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value}B")
+    } else {
+        format!("{value:.2}{}", UNITS[unit])
+    }
 }
 
 /// Nodes from events, plus nodes known only from `metadir/` (no node events stored).
@@ -395,27 +523,44 @@ fn all_nodes(session: &LoadedSession) -> Vec<Node> {
     nodes
 }
 
-async fn nodes(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Response {
+async fn nodes(
+    Loaded(session): Loaded,
+    RayPage(ray_page): RayPage,
+    RawQuery(query): RawQuery,
+) -> Response {
     let pairs = query_pairs(query.as_deref());
     let nodes = all_nodes(&session);
     if query_get(&pairs, "view") == Some("hostNameList") {
         let names: Vec<String> = nodes
             .iter()
-            .filter(|n| n.state == NodeState::Alive)
+            .filter(|n| reported_state(&session, n, ray_page).0 == "ALIVE")
             .map(|n| hostname(&session, n))
             .collect();
-        return response::ok(
+        return varies_by_page(response::ok(
             "Node hostname list fetched.",
             json!({ "hostNameList": names }),
-        );
+        ));
     }
-    let summary: Vec<Value> = nodes.iter().map(|n| node_summary(&session, n)).collect();
-    let logical: BTreeMap<String, Value> =
-        nodes.iter().map(|n| (n.node_id.hex(), json!({}))).collect();
-    response::ok(
+    let summary: Vec<Value> = nodes
+        .iter()
+        .map(|n| node_summary(&session, n, ray_page))
+        .collect();
+    let logical: BTreeMap<String, String> = nodes
+        .iter()
+        .map(|n| (n.node_id.hex(), logical_resources(n)))
+        .collect();
+    varies_by_page(response::ok(
         "Node summary fetched.",
         json!({ "summary": summary, "nodeLogicalResources": logical }),
-    )
+    ))
+}
+
+/// Node states depend on the requesting page ([`reported_state`]): caches must keep apart.
+fn varies_by_page(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .append(header::VARY, HeaderValue::from_static("referer"));
+    response
 }
 
 #[derive(Deserialize)]
@@ -423,13 +568,17 @@ struct NodePath {
     node_id: String,
 }
 
-async fn node(Loaded(session): Loaded, Path(path): Path<NodePath>) -> Response {
+async fn node(
+    Loaded(session): Loaded,
+    RayPage(ray_page): RayPage,
+    Path(path): Path<NodePath>,
+) -> Response {
     let nodes = all_nodes(&session);
     let found =
         NodeId::from_hex(&path.node_id).and_then(|id| nodes.iter().find(|n| n.node_id == id));
     let detail = match found {
         Some(node) => {
-            let mut value = node_summary(&session, node);
+            let mut value = node_summary(&session, node, ray_page);
             let actors: serde_json::Map<String, Value> = session
                 .state
                 .actors
@@ -447,7 +596,10 @@ async fn node(Loaded(session): Loaded, Path(path): Path<NodePath>) -> Response {
             "tpus": [], "actors": {}, "workers": [],
         }),
     };
-    response::ok("Node details fetched.", json!({ "detail": detail }))
+    varies_by_page(response::ok(
+        "Node details fetched.",
+        json!({ "detail": detail }),
+    ))
 }
 
 async fn events(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {

@@ -3,7 +3,7 @@
 //! ranges with the `Range` header, downloads with `download_filename`, gzip files decompressed.
 //! Bad names get 400 and missing files 404, with Ray's JSON error envelope.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Router;
 use axum::body::Body;
@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
-use globset::Glob;
+use globset::GlobBuilder;
 
 use super::response::{self, ApiError};
 use super::tasks::{Wrapped, query_get, query_pairs, truthy};
@@ -108,26 +108,36 @@ async fn list(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Resp
     })?;
     let files = node_files(&session, node)?;
     let glob = query_get(&pairs, "glob").unwrap_or("*");
-    let matcher = Glob::new(glob)
-        .map_err(|e| ApiError::bad_request(format!("invalid glob {glob:?}: {e}")))?
-        .compile_matcher();
-    // Top-level entries only, directories with a trailing slash, like Ray.
-    let mut names: Vec<String> = Vec::new();
-    for f in files {
-        let name = match f.relative.split_once('/') {
-            Some((dir, _)) => format!("{dir}/"),
-            None => f.relative.clone(),
-        };
-        if names.last() != Some(&name) && matcher.is_match(name.trim_end_matches('/')) {
-            names.push(name);
-        }
-    }
-    names.dedup();
+    let names = list_glob(files, glob)?;
     let mut grouped: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for name in names {
         grouped.entry(category(&name)).or_default().push(name);
     }
     Ok(response::ok("", Wrapped { result: grouped }))
+}
+
+/// The files and folders (with a trailing slash) matching `glob`, as Python's `Path.glob` in
+/// Ray's log agent finds them: `*` stays within one folder level, `**` crosses levels, so
+/// `*` lists the top level and `events/*` the `events/` folder.
+fn list_glob(files: &[LogFile], glob: &str) -> Result<BTreeSet<String>, ApiError> {
+    let matcher = GlobBuilder::new(glob)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| ApiError::bad_request(format!("invalid glob {glob:?}: {e}")))?
+        .compile_matcher();
+    let mut names = BTreeSet::new();
+    for f in files {
+        for (end, _) in f.relative.match_indices('/') {
+            let folder = &f.relative[..end];
+            if matcher.is_match(folder) {
+                names.insert(format!("{folder}/"));
+            }
+        }
+        if matcher.is_match(&f.relative) {
+            names.insert(f.relative.clone());
+        }
+    }
+    Ok(names)
 }
 
 /// The stored worker log of a task's executing worker, as a path relative to its node's
@@ -422,4 +432,44 @@ fn finish(data: Bytes, filter_ansi: bool) -> Bytes {
     }
     let text = String::from_utf8_lossy(&data);
     Bytes::from(super::tasks::strip_ansi(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(glob: &str) -> Vec<String> {
+        let files: Vec<LogFile> = [
+            "raylet.out",
+            "worker-ab-01000000-7.out",
+            "events/event_GCS.log",
+            "events/event_RAYLET.log",
+            "old/deep/gcs_server.out.1.gz",
+        ]
+        .iter()
+        .map(|name| LogFile {
+            relative: name.to_string(),
+            size: 1,
+        })
+        .collect();
+        list_glob(&files, glob).unwrap().into_iter().collect()
+    }
+
+    #[test]
+    fn globs_select_one_folder_level_like_python_path_glob() {
+        assert_eq!(
+            listed("*"),
+            ["events/", "old/", "raylet.out", "worker-ab-01000000-7.out"]
+        );
+        assert_eq!(
+            listed("events/*"),
+            ["events/event_GCS.log", "events/event_RAYLET.log"]
+        );
+        assert_eq!(listed("old/*"), ["old/deep/"]);
+        assert_eq!(listed("*raylet*"), ["raylet.out"]);
+        assert_eq!(listed("events/*GCS*"), ["events/event_GCS.log"]);
+        assert_eq!(listed("**/*.gz"), ["old/deep/gcs_server.out.1.gz"]);
+        assert!(listed("nothing/*").is_empty());
+        assert!(list_glob(&[], "[").is_err());
+    }
 }

@@ -21,6 +21,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/version", get(version))
         .route("/timezone", get(timezone))
         .route("/usage_stats_enabled", get(usage_stats))
+        .route("/api/authentication_mode", get(authentication_mode))
+        .route("/api/profiling_enabled", get(profiling_enabled))
+        .route("/api/v0/runtime_env_redaction", get(runtime_env_redaction))
         .route("/api/grafana_health", get(grafana_health))
         .route("/api/prometheus_health", get(prometheus_health))
         .route("/api/v0/placement_groups", get(empty_list))
@@ -114,8 +117,41 @@ async fn timezone() -> Response {
 async fn usage_stats() -> Response {
     response::ok(
         "Fetched usage stats enabled",
-        json!({"usageStatsEnabled": false, "usageStatsPromptEnabled": false}),
+        json!({"usageStatsEnabled": false, "usageStatsPromptEnabled": true}),
     )
+}
+
+/// A stored session needs no token; a live head without auth answers this.
+async fn authentication_mode() -> Response {
+    response::json(StatusCode::OK, &json!({"authentication_mode": "disabled"}))
+}
+
+/// There are no processes to profile; the defaults are those a live head reports.
+async fn profiling_enabled() -> Response {
+    response::ok(
+        "",
+        json!({
+            "profilingEnabled": false,
+            "profilingDefaults": {
+                "native": false,
+                "subprocesses": false,
+                "idle": false,
+                "leaks": false,
+                "tracePythonAllocators": false,
+                "cpuDuration": 5,
+                "memoryDuration": 10,
+                "maxDuration": 60,
+                "cpuFormat": "flamegraph",
+                "memoryFormat": "flamegraph",
+                "pyspyNativeSupported": true,
+            },
+        }),
+    )
+}
+
+/// Ray's default: the dashboard hides runtime-env values that may hold secrets.
+async fn runtime_env_redaction() -> Response {
+    response::ok("", json!({"redactionEnabled": true}))
 }
 
 async fn grafana_health() -> Response {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRef, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRef, FromRequestParts, MatchedPath, OriginalUri, Request, State};
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -128,6 +128,46 @@ pub(crate) fn find_session(
                 "session {session} of cluster {namespace}/{cluster} not found"
             ))
         })
+}
+
+/// Extractor: whether the request comes from Ray's dashboard page of the same session (its
+/// `Referer` is below this session's prefix), which is served only with `--ray-dashboard-dir`.
+/// Browsers send the page's address without the `#/…` route, so this covers every Ray page.
+pub(crate) struct RayPage(pub bool);
+
+impl<S> FromRequestParts<S> for RayPage
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let state = AppState::from_ref(state);
+        if state.config.ray_dashboard_dir.is_none() {
+            return Ok(RayPage(false));
+        }
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(parts.uri.path(), |uri| uri.0.path());
+        // `/sessions/<ns>/<cluster>/<session>/`
+        let prefix: String = path
+            .split_inclusive('/')
+            .take(5)
+            .collect::<Vec<_>>()
+            .concat();
+        let referer = parts
+            .headers
+            .get(axum::http::header::REFERER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<axum::http::Uri>().ok());
+        Ok(RayPage(referer.is_some_and(|r| {
+            prefix.starts_with("/sessions/")
+                && prefix.ends_with('/')
+                && r.path().starts_with(&prefix)
+        })))
+    }
 }
 
 /// Extractor: the loaded session named by the path.

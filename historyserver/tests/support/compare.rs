@@ -273,3 +273,59 @@ pub fn timeline(live: &Value, ours: &Value, out: &mut Vec<String>) {
         out.push(format!("timeline: live {live:?}\nvs ours {ours:?}"));
     }
 }
+
+/// Whether `ours` has the JSON shape of `live`: the same keys of objects, the same type of
+/// every value, and the same length of number tuples (`mem`, `cpus`, `loadAvg`…), which
+/// Ray's pages index into. A `null` in `live` accepts anything. Paths in `free` (such as
+/// labels) only need the same type; `disk` needs only the `/` entry Ray's Cluster page reads.
+pub fn shape(live: &Value, ours: &Value, path: &str, free: &[&str], out: &mut Vec<String>) {
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    if live.is_null() {
+        return;
+    }
+    if kind(live) != kind(ours) {
+        out.push(format!("{path}: live {} vs ours {ours}", kind(live)));
+        return;
+    }
+    if free.contains(&path) {
+        return;
+    }
+    match (live, ours) {
+        (Value::Object(l), Value::Object(_)) => {
+            for (key, value) in l {
+                if path.ends_with("disk") && key != "/" {
+                    continue;
+                }
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match ours.get(key) {
+                    Some(o) => shape(value, o, &child, free, out),
+                    None => out.push(format!("{child}: missing in ours")),
+                }
+            }
+        }
+        (Value::Array(l), Value::Array(o)) => {
+            let tuple = !l.is_empty() && l.iter().all(|v| v.is_number() || v.is_array());
+            if tuple {
+                if l.len() != o.len() {
+                    out.push(format!("{path}: live {} items vs ours {ours}", l.len()));
+                    return;
+                }
+                for (i, (lv, ov)) in l.iter().zip(o).enumerate() {
+                    shape(lv, ov, &format!("{path}[{i}]"), free, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
