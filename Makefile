@@ -57,7 +57,7 @@ $(PYTOOLS): $(RAY)
 
 # The README's test command: lint, then every test against real Azurite and Ray.
 test: tools check-fmt clippy
-	$(CARGO) test --workspace --all-targets --all-features
+	$(CARGO) test --workspace --all-targets --all-features --no-fail-fast
 
 test-unit:
 	$(CARGO) test --workspace --lib
@@ -81,6 +81,9 @@ demo run: $(AZURITE) $(RAY)
 
 # Benchmarks against the named peers in one run (release builds; figures printed at the end).
 bench: bench-collector bench-server
+
+bench-collector: tools apt-bench-tools
+	bench/collector/run.sh
 
 bench-server: tools apt-bench-tools
 	$(CARGO) build --release -p ray-history-server --bins --example bench-server

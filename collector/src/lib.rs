@@ -1,1 +1,94 @@
-//! Collector sidecar: streams Ray logs and events to object storage
+//! `ray-history-collector`: a sidecar that streams a Ray node's session directories (logs and
+//! event files) to object storage while the cluster runs, and flushes everything on shutdown.
+//!
+//! The [`engine`] runs one loop: [`discovery`] finds sessions, [`rotation`] reconciles the files
+//! on disk with the [`tracker`] state, [`uploader`] moves the new bytes, [`checkpoint`] records
+//! what storage confirmed, and [`metadata`] keeps `metadir/` current. [`events`] receives Ray's
+//! HTTP-pushed events into a local [`spool`]; [`server`] answers health and metrics.
+
+use std::path::PathBuf;
+
+/// The local state file (what storage confirmed), replaced atomically.
+pub mod checkpoint;
+/// Command line and environment: `run`, `sync`, `check`, identity, storage.
+pub mod config;
+/// Sessions under `RAY_TMP_ROOT`, node ids, log files, Ray version, the file watcher.
+pub mod discovery;
+/// The loop: rescan, mirror renames, upload, metadata, checkpoint; final flush on stop.
+pub mod engine;
+/// `POST /v1/events`: Ray's pushed RayEvents into the spool.
+pub mod events;
+/// `metadata.json` and `nodes/<node-id>.json`.
+pub mod metadata;
+/// Prometheus metrics.
+pub mod metrics;
+/// Ray's log rotation: renames, vanished and new files, spare generations.
+pub mod rotation;
+/// `/healthz`, `/readyz`, `/metrics`.
+pub mod server;
+/// SIGTERM and SIGINT.
+pub mod shutdown;
+/// Received events on local disk until they are in storage.
+pub mod spool;
+/// `sync <session-dir>`: one-shot backfill.
+pub mod sync;
+/// Per-file identity, fingerprints and upload progress.
+pub mod tracker;
+/// Moving new bytes to objects: appends on Azure, whole uploads elsewhere.
+pub mod uploader;
+
+/// Errors of the collector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A storage call failed (after retries, when the failure was transient).
+    #[error(transparent)]
+    Storage(#[from] ray_history_storage::Error),
+    /// A name or key does not fit the storage layout.
+    #[error(transparent)]
+    Layout(#[from] ray_history_storage::layout::LayoutError),
+    /// A local file or directory could not be used.
+    #[error("{path}: {source}")]
+    Io {
+        /// The local path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A setting is unusable; the message names it.
+    #[error("{setting}: {problem}")]
+    Config {
+        /// The setting, by its flag or environment name.
+        setting: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The checkpoint file could not be parsed.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The file watcher could not be started.
+    #[error("watching {path}: {source}")]
+    Watch {
+        /// The watched directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: notify::Error,
+    },
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
+
+/// Result with the collector [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

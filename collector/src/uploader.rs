@@ -1,0 +1,484 @@
+//! Moving a file's new bytes to its object, never duplicating or losing one.
+//!
+//! On Azure each new range is appended with the offset the blob must have
+//! (`Storage::append`), so a repeated append after a timeout or a crash is refused, and the
+//! refusal tells the real size. Elsewhere, changed files are uploaded whole on a slower cadence
+//! (`Storage::put_file`, streamed) and always at exit. Before the first upload in a process the
+//! object's size is checked: after a crash storage may hold more than the checkpoint says, and
+//! the extra bytes are adopted only when the object's first and last bytes match the file's.
+//!
+//! An append blob takes at most 50,000 blocks. The batch grows as a blob fills up, and a blob
+//! that is nearly full is rewritten from its file in 4 MiB blocks, so an upload never fails.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use object_store::path::Path;
+use ray_history_storage::retry::{Backoff, retry};
+use ray_history_storage::{Error as StorageError, Storage};
+
+use crate::metrics::Metrics;
+use crate::tracker::{FileStat, Tracked, WINDOW, crc};
+use crate::{Error, Result};
+
+/// Largest append (one Azure block).
+pub const MAX_APPEND: u64 = 4 * 1024 * 1024;
+/// Blocks an Azure append blob may hold.
+pub const MAX_BLOCKS: u32 = 50_000;
+/// A blob with this many blocks is rewritten in big blocks before it can fill up.
+pub const COMPACT_AT: u32 = 49_000;
+const _: () = assert!(COMPACT_AT < MAX_BLOCKS);
+/// Rewrites of one file tolerated in one job (a file rewritten non-stop waits for the next).
+const MAX_RESETS: u32 = 2;
+
+/// The smallest append worth a block once a blob has `blocks` of them: any size at first, then
+/// doubling from 64 KiB every 5,000 blocks past 25,000, so a slow writer cannot fill a blob.
+pub fn min_append(blocks: u32) -> u64 {
+    if blocks < 25_000 {
+        1
+    } else {
+        ((64 * 1024u64) << ((blocks - 25_000) / 5_000)).min(MAX_APPEND)
+    }
+}
+
+/// How objects are kept current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Append new bytes (Azure append blobs).
+    Append,
+    /// Upload changed files whole (backends without appends).
+    Reupload,
+}
+
+/// One file to bring up to date.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The local file.
+    pub path: PathBuf,
+    /// Its object.
+    pub key: Path,
+    /// What storage confirmed so far.
+    pub tracked: Tracked,
+    /// Whether the object's size was already checked in this process.
+    pub verified: bool,
+    /// In [`Mode::Reupload`]: whether a changed file may be uploaded now.
+    pub due: bool,
+    /// Final flush: upload everything, whatever the batch size.
+    pub closing: bool,
+}
+
+/// What a job achieved. `tracked` is valid even when `error` is set (partial progress).
+#[derive(Debug)]
+pub struct Outcome {
+    /// Confirmed progress.
+    pub tracked: Tracked,
+    /// Whether the object's size has been checked.
+    pub verified: bool,
+    /// The file's size when the job looked (`None`: it vanished or was replaced).
+    pub len: Option<u64>,
+    /// Why the job stopped early.
+    pub error: Option<Error>,
+}
+
+/// Uploads files through [`Storage`] with retries.
+#[derive(Clone)]
+pub struct Uploader {
+    storage: Storage,
+    mode: Mode,
+    policy: Backoff,
+    metrics: Metrics,
+}
+
+impl Uploader {
+    /// An uploader in the mode the backend supports.
+    pub fn new(storage: Storage, policy: Backoff, metrics: Metrics) -> Uploader {
+        let mode = if storage.supports_append() {
+            Mode::Append
+        } else {
+            Mode::Reupload
+        };
+        Uploader {
+            storage,
+            mode,
+            policy,
+            metrics,
+        }
+    }
+
+    /// The same uploader in another mode (`sync` uploads whole files even on Azure).
+    pub fn with_mode(self, mode: Mode) -> Uploader {
+        Uploader { mode, ..self }
+    }
+
+    /// The mode in use.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The storage handle.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Runs a storage call with the retry policy, counting retries and failures.
+    pub async fn call<T, F, Fut>(&self, op: &str, mut f: F) -> Result<T, StorageError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, StorageError>>,
+    {
+        let attempts = AtomicU64::new(0);
+        let result = retry(&self.policy, op, || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            f()
+        })
+        .await;
+        self.metrics
+            .retries
+            .inc_by(attempts.load(Ordering::Relaxed).saturating_sub(1));
+        if let Err(e) = &result
+            && !matches!(e, StorageError::AppendPosition { .. })
+        {
+            self.metrics.errors.inc();
+        }
+        result
+    }
+
+    /// Brings one object up to date with its file.
+    pub async fn run(&self, job: Job) -> Outcome {
+        let mut outcome = Outcome {
+            tracked: job.tracked.clone(),
+            verified: job.verified,
+            len: None,
+            error: None,
+        };
+        let result = match self.mode {
+            Mode::Append => self.append_file(&job, &mut outcome).await,
+            Mode::Reupload => self.put_file(&job, &mut outcome).await,
+        };
+        outcome.error = result.err();
+        outcome
+    }
+
+    async fn append_file(&self, job: &Job, out: &mut Outcome) -> Result<()> {
+        let Some((file, stat)) = open_same(&job.path, &out.tracked)? else {
+            return Ok(());
+        };
+        out.len = Some(stat.len);
+        if !out.verified {
+            out.tracked = self.verify(&job.key, &file, &out.tracked, stat.len).await?;
+            out.verified = true;
+        }
+        if out.tracked.blocks >= COMPACT_AT {
+            tracing::info!(key = %job.key, blocks = out.tracked.blocks, "rewriting a nearly full append blob");
+            out.tracked = self.reset(&job.key, &out.tracked).await?;
+        }
+        let mut resets = 0;
+        loop {
+            let pending = stat.len.saturating_sub(out.tracked.uploaded);
+            if pending > 0 && pending < min_append(out.tracked.blocks) && !job.closing {
+                break;
+            }
+            let chunk = read_next(&file, &out.tracked, pending.min(MAX_APPEND)).await?;
+            let Some(chunk) = chunk else {
+                resets += 1;
+                if resets > MAX_RESETS {
+                    break;
+                }
+                tracing::info!(path = %job.path.display(), "file was truncated or rewritten; uploading it again");
+                out.tracked = self.reset(&job.key, &out.tracked).await?;
+                continue;
+            };
+            if chunk.data.is_empty() {
+                break;
+            }
+            let len = chunk.data.len() as u64;
+            let offset = out.tracked.uploaded;
+            let appended = self
+                .call("append", || {
+                    self.storage.append(&job.key, offset, chunk.data.clone())
+                })
+                .await;
+            match appended {
+                Ok(_) => {}
+                Err(StorageError::AppendPosition { actual, .. })
+                    if actual == Some(offset + len) =>
+                {
+                    // An earlier attempt landed although its answer was lost.
+                }
+                Err(StorageError::AppendPosition { actual, .. }) => {
+                    let size = actual.unwrap_or(0);
+                    tracing::info!(key = %job.key, expected = offset, actual = size, "object size differs; resuming from it");
+                    out.tracked = self
+                        .adopt_or_reset(&job.key, &file, &out.tracked, size, stat.len)
+                        .await?;
+                    continue;
+                }
+                Err(e) if e.to_string().contains("BlockCountExceedsLimit") => {
+                    out.tracked = self.reset(&job.key, &out.tracked).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.metrics.uploaded_bytes.inc_by(len);
+            self.metrics.uploads.inc();
+            let blocks = out.tracked.blocks + 1;
+            out.tracked = Tracked {
+                blocks,
+                ..chunk.after
+            };
+        }
+        out.tracked.mtime_ns = stat.mtime_ns;
+        Ok(())
+    }
+
+    async fn put_file(&self, job: &Job, out: &mut Outcome) -> Result<()> {
+        let Some((file, stat)) = open_same(&job.path, &out.tracked)? else {
+            return Ok(());
+        };
+        out.len = Some(stat.len);
+        if !out.verified {
+            let size = self.head_size(&job.key).await?;
+            if size == Some(stat.len) && size != Some(out.tracked.uploaded) {
+                out.tracked = self
+                    .adopt(&job.key, &file, &out.tracked, stat.len)
+                    .await?
+                    .unwrap_or(out.tracked.clone());
+            } else if size != Some(out.tracked.uploaded) {
+                out.tracked = Tracked::new(out.tracked.id);
+            }
+            out.verified = true;
+        }
+        let same = match read_next(&file, &out.tracked, 0).await? {
+            Some(_) => out.tracked.uploaded == stat.len,
+            None => false,
+        };
+        let exists = out.tracked.uploaded > 0 || out.tracked.mtime_ns != 0;
+        if same && exists || !(job.due || job.closing) {
+            return Ok(());
+        }
+        self.call("put", || {
+            self.storage.put_file(&job.key, &job.path, stat.len)
+        })
+        .await?;
+        self.metrics.uploaded_bytes.inc_by(stat.len);
+        self.metrics.uploads.inc();
+        // What was uploaded is what the file held at `stat`; if it changed meanwhile, the
+        // fingerprint will differ and the next round uploads it again.
+        if let Some(t) = {
+            let id = out.tracked.id;
+            blocking(&file, move |f| Tracked::at_offset(id, f, stat.len)).await?
+        } {
+            out.tracked = Tracked {
+                mtime_ns: stat.mtime_ns,
+                ..t
+            };
+        }
+        Ok(())
+    }
+
+    /// After a restart (or for a new file): the progress storage really holds.
+    async fn verify(&self, key: &Path, file: &Opened, t: &Tracked, len: u64) -> Result<Tracked> {
+        if t.uploaded == 0 && len > 0 {
+            // The first append (at offset 0) finds out about any object already there.
+            return Ok(t.clone());
+        }
+        match self.head_size(key).await? {
+            None => {
+                if len == 0 {
+                    // Empty files get (empty) objects too.
+                    self.call("append", || self.storage.append(key, 0, Bytes::new()))
+                        .await?;
+                }
+                Ok(Tracked::new(t.id))
+            }
+            Some(size) if size == t.uploaded => Ok(t.clone()),
+            Some(size) => self.adopt_or_reset(key, file, t, size, len).await,
+        }
+    }
+
+    async fn head_size(&self, key: &Path) -> Result<Option<u64>> {
+        Ok(self
+            .call("head", || self.storage.head(key))
+            .await?
+            .map(|meta| meta.size))
+    }
+
+    /// Resumes from an object holding `size` bytes if they are the file's first bytes,
+    /// otherwise starts the object over.
+    async fn adopt_or_reset(
+        &self,
+        key: &Path,
+        file: &Opened,
+        t: &Tracked,
+        size: u64,
+        len: u64,
+    ) -> Result<Tracked> {
+        if size <= len
+            && let Some(adopted) = self.adopt(key, file, t, size).await?
+        {
+            return Ok(adopted);
+        }
+        self.reset(key, t).await
+    }
+
+    /// Progress at `size` when the object's first and last [`WINDOW`] bytes match the file's.
+    async fn adopt(
+        &self,
+        key: &Path,
+        file: &Opened,
+        t: &Tracked,
+        size: u64,
+    ) -> Result<Option<Tracked>> {
+        let id = t.id;
+        let at = blocking(file, move |f| Tracked::at_offset(id, f, size)).await?;
+        let Some(mut at) = at else {
+            return Ok(None);
+        };
+        if size > 0 {
+            let head = self
+                .call("get", || self.storage.get_range(key, 0..size.min(WINDOW)))
+                .await?;
+            let tail = self
+                .call("get", || {
+                    self.storage.get_range(key, size - size.min(WINDOW)..size)
+                })
+                .await?;
+            if crc(&head) != at.head || crc(&tail) != at.tail {
+                return Ok(None);
+            }
+        }
+        // The block count is unknown; never assume fewer than the old count or than needed.
+        at.blocks = t.blocks.max(size.div_ceil(MAX_APPEND) as u32) + 1;
+        Ok(Some(at))
+    }
+
+    /// Deletes the object and starts it over from the file's first byte.
+    async fn reset(&self, key: &Path, t: &Tracked) -> Result<Tracked> {
+        self.call("delete", || self.storage.delete(key)).await?;
+        if self.mode == Mode::Append {
+            self.call("append", || self.storage.append(key, 0, Bytes::new()))
+                .await?;
+        }
+        Ok(Tracked::new(t.id))
+    }
+}
+
+/// An open file and its path (for error messages).
+#[derive(Clone)]
+struct Opened {
+    file: Arc<File>,
+    path: Arc<PathBuf>,
+}
+
+/// Opens `path` if it is still the tracked file (same device and inode).
+fn open_same(path: &std::path::Path, t: &Tracked) -> Result<Option<(Opened, FileStat)>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path)(e)),
+    };
+    let stat = FileStat::from_metadata(&file.metadata().map_err(Error::io(path))?);
+    let opened = Opened {
+        file: Arc::new(file),
+        path: Arc::new(path.to_path_buf()),
+    };
+    Ok((stat.id == t.id).then_some((opened, stat)))
+}
+
+async fn read_next(file: &Opened, t: &Tracked, max: u64) -> Result<Option<crate::tracker::Chunk>> {
+    let t = t.clone();
+    blocking(file, move |f| t.read_next(f, max)).await
+}
+
+/// Runs a blocking read on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    opened: &Opened,
+    f: impl FnOnce(&File) -> std::io::Result<T> + Send + 'static,
+) -> Result<T> {
+    let file = Arc::clone(&opened.file);
+    tokio::task::spawn_blocking(move || f(&file))
+        .await
+        .expect("file reads do not panic")
+        .map_err(Error::io(opened.path.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_grow_as_a_blob_fills_up() {
+        assert_eq!(min_append(0), 1);
+        assert_eq!(min_append(24_999), 1);
+        assert_eq!(min_append(25_000), 64 * 1024);
+        assert_eq!(min_append(30_000), 128 * 1024);
+        assert_eq!(min_append(48_999), 1024 * 1024);
+        assert_eq!(min_append(60_000), MAX_APPEND);
+        let mut blocks = 0u32;
+        let mut prev = 0;
+        while blocks < COMPACT_AT {
+            assert!(min_append(blocks) >= prev);
+            prev = min_append(blocks);
+            blocks += 1000;
+        }
+    }
+
+    /// A file streamed through the memory backend in reupload mode, and through every rewrite.
+    #[tokio::test]
+    async fn reupload_mode_keeps_the_object_equal_to_the_file() {
+        let storage = Storage::open(&ray_history_storage::StorageConfig::memory())
+            .await
+            .unwrap();
+        let uploader = Uploader::new(storage.clone(), Backoff::default(), Metrics::new());
+        assert_eq!(uploader.mode(), Mode::Reupload);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("debug_state.txt");
+        let key = Path::from("log/a_local/session_x/logs/n/debug_state.txt");
+        std::fs::write(&path, "first version, rather long\n").unwrap();
+        let id = FileStat::of(&path).unwrap().unwrap().id;
+        let mut job = Job {
+            path: path.clone(),
+            key: key.clone(),
+            tracked: Tracked::new(id),
+            verified: false,
+            due: true,
+            closing: false,
+        };
+        for content in [
+            "first version, rather long\n",
+            "second\n",
+            "second\nand more\n",
+        ] {
+            std::fs::write(&path, content).unwrap();
+            let out = uploader.run(job.clone()).await;
+            assert!(out.error.is_none(), "{:?}", out.error);
+            assert_eq!(&storage.get(&key).await.unwrap()[..], content.as_bytes());
+            job.tracked = out.tracked;
+            job.verified = out.verified;
+        }
+        // Not due: a change waits for the next round.
+        std::fs::write(&path, "third\n").unwrap();
+        let out = uploader
+            .run(Job {
+                due: false,
+                ..job.clone()
+            })
+            .await;
+        assert_eq!(&storage.get(&key).await.unwrap()[..], b"second\nand more\n");
+        // A restarted collector with the old progress checks the object and uploads.
+        let out = uploader
+            .run(Job {
+                tracked: out.tracked,
+                verified: false,
+                closing: true,
+                due: false,
+                ..job
+            })
+            .await;
+        assert!(out.error.is_none());
+        assert_eq!(&storage.get(&key).await.unwrap()[..], b"third\n");
+    }
+}

@@ -1,0 +1,274 @@
+//! The collector binary against real Azurite, with files written by a test writer while it
+//! runs: streaming lag, crashes (SIGKILL) at random moments, and a 20-second storage outage.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rand::Rng;
+use ray_history_storage::testing::Azurite;
+
+/// Appends unique lines to `files` files under `logs` until stopped, rotating `raylet.out`
+/// like Ray does (backup count 2) every `rotate_every` lines when set.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    /// (when, length of `stream-0.log`) after each write.
+    history: Arc<Mutex<Vec<(Instant, u64)>>>,
+}
+
+impl Writer {
+    fn start(logs: PathBuf, files: usize, pause: Duration, rotate_every: Option<u64>) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(Mutex::new(Vec::new()));
+        let (flag, hist) = (Arc::clone(&stop), Arc::clone(&history));
+        let handle = std::thread::spawn(move || {
+            let mut rng = rand::rng();
+            let mut line = 0u64;
+            let mut len0 = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let file = rng.random_range(0..files);
+                let sub = if file % 3 == 1 { "events/" } else { "" };
+                let text = format!("{line:08} {}\n", "x".repeat(rng.random_range(0..200)));
+                append(
+                    &logs.join(format!("{sub}stream-{file}.log")),
+                    text.as_bytes(),
+                );
+                if file == 0 {
+                    len0 += text.len() as u64;
+                    hist.lock().unwrap().push((Instant::now(), len0));
+                }
+                append(
+                    &logs.join("raylet.out"),
+                    format!("raylet {line}\n").as_bytes(),
+                );
+                if rotate_every.is_some_and(|every| line % every == every - 1) {
+                    let _ = std::fs::remove_file(logs.join("raylet.out.2"));
+                    let _ = std::fs::rename(logs.join("raylet.out.1"), logs.join("raylet.out.2"));
+                    std::fs::rename(logs.join("raylet.out"), logs.join("raylet.out.1")).unwrap();
+                }
+                line += 1;
+                std::thread::sleep(pause);
+            }
+        });
+        Writer {
+            stop,
+            handle: Some(handle),
+            history,
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap();
+    }
+
+    /// Length of `stream-0.log` at `when`.
+    fn len_at(&self, when: Instant) -> u64 {
+        let history = self.history.lock().unwrap();
+        history
+            .iter()
+            .take_while(|(t, _)| *t <= when)
+            .last()
+            .map_or(0, |(_, len)| *len)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_reach_storage_within_a_few_flush_intervals_while_the_writer_writes() {
+    let azurite = Azurite::shared();
+    let target = Target::azurite(azurite, "streaming-lag").await;
+    let ray = FakeRay::new();
+    let mut collector = Collector::start(ray.root.path(), &target, &[]);
+    collector.wait_ready().await;
+    let writer = Writer::start(ray.logs(), 4, Duration::from_millis(20), None);
+    let flush = Duration::from_millis(500);
+    let started = Instant::now();
+    let mut checks = 0;
+    while started.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = Instant::now();
+        let size = match target.storage.head(&log_key("stream-0.log")).await.unwrap() {
+            Some(meta) => meta.size,
+            None => 0,
+        };
+        // Everything written 3 flush intervals ago is in storage, while writing goes on.
+        if now.duration_since(started) > 3 * flush {
+            let expected = writer.len_at(now - 3 * flush);
+            assert!(
+                size >= expected,
+                "storage has {size} bytes, the file had {expected} 1.5 s ago:\n{}",
+                collector.log_text()
+            );
+            checks += 1;
+        }
+    }
+    assert!(checks >= 10 && writer.len_at(Instant::now()) > 0);
+    writer.stop();
+    collector.terminate(Duration::from_secs(20));
+    assert_eq!(
+        differences(&target.storage, &ray.logs(), log_key).await,
+        Vec::<String>::new()
+    );
+    let metadata = target
+        .storage
+        .get(&meta().metadata(&session()))
+        .await
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&metadata).unwrap();
+    assert_eq!(doc["state"], "finished");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let azurite = Azurite::shared();
+    let target = Target::azurite(azurite, "sigkill").await;
+    let ray = FakeRay::new();
+    let writer = Writer::start(ray.logs(), 12, Duration::from_millis(3), Some(400));
+    let mut rng = rand::rng();
+    for round in 0..6 {
+        let collector = Collector::start(ray.root.path(), &target, &[]);
+        let alive = Duration::from_millis(rng.random_range(300..2500));
+        tokio::time::sleep(alive).await;
+        collector.kill();
+        eprintln!("round {round}: killed after {alive:?}");
+    }
+    writer.stop();
+    let mut collector = Collector::start(ray.root.path(), &target, &[]);
+    collector.wait_ready().await;
+    wait_mirrored(&target.storage, &ray.logs(), Duration::from_secs(60)).await;
+    collector.terminate(Duration::from_secs(20));
+    // Byte-identical: lines are unique, so a duplicated range would show as a difference.
+    assert_eq!(
+        differences(&target.storage, &ray.logs(), log_key).await,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_twenty_second_storage_outage_loses_nothing() {
+    let mut azurite = Azurite::start_on_disk();
+    let target = Target::azurite(&azurite, "outage").await;
+    let ray = FakeRay::new();
+    let mut collector = Collector::start(ray.root.path(), &target, &[]);
+    collector.wait_ready().await;
+    let writer = Writer::start(ray.logs(), 6, Duration::from_millis(10), Some(500));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    azurite.stop();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    azurite.start_again();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    writer.stop();
+    wait_mirrored(&target.storage, &ray.logs(), Duration::from_secs(60)).await;
+    let metrics = collector.metrics().await;
+    collector.terminate(Duration::from_secs(20));
+    assert_eq!(
+        differences(&target.storage, &ray.logs(), log_key).await,
+        Vec::<String>::new()
+    );
+    let retries = metrics
+        .lines()
+        .find(|l| l.starts_with("ray_history_collector_storage_retries_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        retries > 0,
+        "the outage must have caused retries:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_backfills_a_real_session_dir_and_can_run_again() {
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/fixtures/ray-2.60-session"
+    );
+    let dir = std::fs::read_dir(fixtures)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_export_api_on"))
+        .expect("fixture session");
+    let name =
+        ray_history_storage::layout::SessionName::new(dir.file_name().unwrap().to_str().unwrap())
+            .unwrap();
+    let node = ray_history_collector::discovery::node_id(&dir)
+        .unwrap()
+        .unwrap();
+    let azurite = Azurite::shared();
+    let target = Target::azurite(azurite, "sync").await;
+    for run in 0..2 {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_ray-history-collector"))
+            .env_clear()
+            .env("RAY_CLUSTER_NAME", CLUSTER)
+            .envs(target.env.iter().map(|(k, v)| (k, v)))
+            .arg("sync")
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let key_of = |relative: &str| cluster().log_file(&name, &node, relative).unwrap();
+        assert_eq!(
+            differences(&target.storage, &dir.join("logs"), key_of).await,
+            Vec::<String>::new()
+        );
+    }
+    let doc = target.storage.get(&meta().metadata(&name)).await.unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+    assert_eq!(doc["state"], "finished");
+    assert_eq!(doc["rayVersion"], "2.60.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nearly_full_append_blob_is_rewritten_in_big_blocks() {
+    use ray_history_collector::metrics::Metrics;
+    use ray_history_collector::tracker::{FileStat, Tracked};
+    use ray_history_collector::uploader::{COMPACT_AT, Job, Mode, Uploader};
+
+    let azurite = Azurite::shared();
+    let target = Target::azurite(azurite, "compaction").await;
+    let uploader = Uploader::new(target.storage.clone(), Default::default(), Metrics::new());
+    assert_eq!(uploader.mode(), Mode::Append);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("raylet.out");
+    let key = log_key("raylet.out");
+    std::fs::write(&path, b"first line\n").unwrap();
+    let id = FileStat::of(&path).unwrap().unwrap().id;
+    let job = |tracked: Tracked| Job {
+        path: path.clone(),
+        key: key.clone(),
+        tracked,
+        verified: true,
+        due: true,
+        closing: false,
+    };
+    let out = uploader.run(job(Tracked::new(id))).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.tracked.blocks, 1);
+    // Pretend the blob has taken almost every block it may: the next round rewrites it.
+    append(&path, b"second line\n");
+    let full = Tracked {
+        blocks: COMPACT_AT,
+        ..out.tracked
+    };
+    let out = uploader.run(job(full)).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(
+        out.tracked.blocks, 1,
+        "one 4 MiB block holds the whole file again"
+    );
+    assert_eq!(
+        &target.storage.get(&key).await.unwrap()[..],
+        b"first line\nsecond line\n"
+    );
+}
