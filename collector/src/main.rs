@@ -1,5 +1,4 @@
 //! `ray-history-collector`: parses the command line and runs the chosen command.
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -8,7 +7,7 @@ use ray_history_collector::{engine, shutdown, sync};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    init_tracing();
+    ray_history_storage::telemetry::init_tracing();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => Ok(check.execute().await),
@@ -30,18 +29,4 @@ async fn run(args: ray_history_collector::config::RunArgs) -> anyhow::Result<Exi
     let stop = shutdown::on_signal()?;
     engine::run(args, stop).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

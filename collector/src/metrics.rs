@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// The collector's metrics. Cheap to clone (handles share their values).
 #[derive(Clone)]
@@ -38,73 +38,31 @@ pub struct Metrics {
 impl Metrics {
     /// Registers every metric under the `ray_history_collector` prefix.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("ray_history_collector");
-        let metrics = Metrics {
-            uploaded_bytes: Counter::default(),
-            uploads: Counter::default(),
-            retries: Counter::default(),
-            errors: Counter::default(),
-            tracked_files: Gauge::default(),
-            pending_files: Gauge::default(),
-            pending_bytes: Gauge::default(),
-            lag_seconds: Gauge::default(),
-            events_received: Counter::default(),
-            events_rejected: Counter::default(),
-            registry: Arc::new(Registry::default()),
-        };
-        registry.register(
-            "uploaded_bytes",
-            "Bytes confirmed by storage",
-            metrics.uploaded_bytes.clone(),
-        );
-        registry.register(
-            "uploads",
-            "Appends and whole-file uploads",
-            metrics.uploads.clone(),
-        );
-        registry.register(
-            "storage_retries",
-            "Storage calls retried",
-            metrics.retries.clone(),
-        );
-        registry.register(
-            "storage_errors",
-            "Storage operations failed after retries",
-            metrics.errors.clone(),
-        );
-        registry.register(
-            "tracked_files",
-            "Files being followed",
-            metrics.tracked_files.clone(),
-        );
-        registry.register(
-            "pending_files",
-            "Files with bytes not yet in storage",
-            metrics.pending_files.clone(),
-        );
-        registry.register(
-            "pending_bytes",
-            "Bytes on disk not yet in storage",
-            metrics.pending_bytes.clone(),
-        );
-        registry.register(
-            "lag_seconds",
-            "Longest time a file has waited for upload",
-            metrics.lag_seconds.clone(),
-        );
-        registry.register(
-            "events_received",
-            "RayEvents received over HTTP",
-            metrics.events_received.clone(),
-        );
-        registry.register(
-            "events_rejected",
-            "Refused /v1/events requests",
-            metrics.events_rejected.clone(),
-        );
+        let mut r = Registry::with_prefix("ray_history_collector");
         Metrics {
-            registry: Arc::new(registry),
-            ..metrics
+            uploaded_bytes: register(&mut r, "uploaded_bytes", "Bytes confirmed by storage"),
+            uploads: register(&mut r, "uploads", "Appends and whole-file uploads"),
+            retries: register(&mut r, "storage_retries", "Storage calls retried"),
+            errors: register(
+                &mut r,
+                "storage_errors",
+                "Storage operations failed after retries",
+            ),
+            tracked_files: register(&mut r, "tracked_files", "Files being followed"),
+            pending_files: register(
+                &mut r,
+                "pending_files",
+                "Files with bytes not yet in storage",
+            ),
+            pending_bytes: register(&mut r, "pending_bytes", "Bytes on disk not yet in storage"),
+            lag_seconds: register(
+                &mut r,
+                "lag_seconds",
+                "Longest time a file has waited for upload",
+            ),
+            events_received: register(&mut r, "events_received", "RayEvents received over HTTP"),
+            events_rejected: register(&mut r, "events_rejected", "Refused /v1/events requests"),
+            registry: Arc::new(r),
         }
     }
 
@@ -114,6 +72,13 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// A new metric registered as `name`; the returned handle shares its value with the registry.
+fn register<M: Metric + Clone + Default>(registry: &mut Registry, name: &str, help: &str) -> M {
+    let metric = M::default();
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Default for Metrics {

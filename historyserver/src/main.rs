@@ -24,20 +24,9 @@ enum Command {
     Check(CheckCommand),
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,tower_http=info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    init_tracing();
+    ray_history_storage::telemetry::init_tracing();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => Ok(check.execute().await),

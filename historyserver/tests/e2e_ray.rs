@@ -81,13 +81,8 @@ async fn start_receiver(lines: Arc<Mutex<Vec<u8>>>) -> u16 {
 }
 
 fn live_json(base: &str, path: &str) -> Value {
-    let url = format!("{base}/{path}");
-    let text = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "30", &url])
-        .output()
-        .expect("curl")
-        .stdout;
-    serde_json::from_slice(&text).unwrap_or(Value::String(String::from_utf8_lossy(&text).into()))
+    let text = live_text(base, path);
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
 }
 
 fn live_text(base: &str, path: &str) -> String {

@@ -47,18 +47,8 @@ impl Browser {
         let output = Command::new("timeout")
             .arg("120")
             .arg(&self.binary)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                "--window-size=1400,900",
-            ])
+            .args(ui_common::CHROMIUM_ARGS)
+            .arg("--hide-scrollbars")
             .arg(format!("--user-data-dir={}", self.profile.path().display()))
             .arg(format!("--virtual-time-budget={budget_ms}"))
             .arg(format!("--screenshot={}", screenshot.display()))

@@ -3,6 +3,7 @@
 //! the search, typing and Enter filter the sessions, ArrowDown moves into the table, Enter
 //! opens a session), and the log viewer of a live session following a growing file.
 
+mod support;
 mod ui_common;
 
 use std::process::{Child, Command, Stdio};
@@ -10,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
-use ray_history_storage::metadata::{
-    LAYOUT_VERSION, NodeMetadata, NodeType, SessionMetadata, SessionState,
-};
+use ray_history_storage::metadata::{NodeMetadata, NodeType};
 use ray_history_storage::testing::free_port;
 use ray_history_storage::{Storage, StorageConfig};
 use serde_json::{Value, json};
@@ -40,18 +39,11 @@ impl Session {
     async fn start(port: u16, profile: &std::path::Path) -> Self {
         let http = reqwest::Client::new();
         let base = format!("http://127.0.0.1:{port}");
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-component-update",
-            "--disable-sync",
-            "--window-size=1400,900",
-            &format!("--user-data-dir={}", profile.display()),
-        ];
+        let profile = format!("--user-data-dir={}", profile.display());
+        let args: Vec<&str> = ui_common::CHROMIUM_ARGS
+            .into_iter()
+            .chain([profile.as_str()])
+            .collect();
         let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {"args": args}}}});
         let deadline = Instant::now() + Duration::from_secs(30);
         let created = loop {
@@ -137,21 +129,7 @@ async fn add_live_session(storage: &Storage, log: &str) -> String {
     let session = SessionName::new("session_2099-01-01_00-00-00_000000_1").unwrap();
     let node = NodeId::new(LIVE_NODE).unwrap();
     let now = Utc::now();
-    let meta = SessionMetadata {
-        layout_version: LAYOUT_VERSION,
-        cluster_name: cluster.name.clone(),
-        cluster_id: cluster.id.clone(),
-        namespace: meta_ref.namespace.clone(),
-        session_name: session.clone(),
-        owner: None,
-        ray_version: Some("2.60.0".into()),
-        head_node_id: Some(node.clone()),
-        start_time: now,
-        last_heartbeat: now,
-        end_time: None,
-        state: SessionState::Running,
-        collector_version: "test".into(),
-    };
+    let meta = support::session_metadata(&meta_ref, &cluster, &session, Some(&node), now, None);
     let node_doc = NodeMetadata {
         node_id: node.clone(),
         node_type: NodeType::Head,

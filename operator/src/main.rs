@@ -31,20 +31,9 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Run(args)) => *args,
         None => cli.run,
     };
-    init_tracing();
+    ray_history_storage::telemetry::init_tracing();
     // object_store and kube both link rustls; pick one process-wide provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     app::run(args).await?;
     Ok(())
-}
-
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -6,12 +6,12 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use ray_history_storage::testing::Azurite;
+use ray_history_storage::testing::{Azurite, free_port};
 use serde_json::{Value, json};
 
 /// A child process killed (by its own PID) when dropped.
@@ -22,14 +22,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 struct FakeApi {

@@ -35,6 +35,8 @@ pub mod redact;
 pub mod retry;
 // `Storage`: one handle over every backend.
 pub mod store;
+// Logging set up once for every program (`RUST_LOG`, `LOG_FORMAT=json`).
+pub mod telemetry;
 // Test harness: real Azurite and a real Ray head (feature `testing`).
 #[cfg(feature = "testing")]
 pub mod testing;

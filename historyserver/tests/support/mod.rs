@@ -7,7 +7,7 @@ pub mod compare;
 
 use std::path::Path;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ray_history_server::config::ServeArgs;
 use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
@@ -68,21 +68,7 @@ pub async fn upload_session(
         }
     }
     let now = Utc::now();
-    let meta = SessionMetadata {
-        layout_version: LAYOUT_VERSION,
-        cluster_name: cluster.name.clone(),
-        cluster_id: cluster.id.clone(),
-        namespace: meta_ref.namespace.clone(),
-        session_name: session.clone(),
-        owner: None,
-        ray_version: Some("2.60.0".into()),
-        head_node_id: Some(node.clone()),
-        start_time: now,
-        last_heartbeat: now,
-        end_time: Some(now),
-        state: SessionState::Finished,
-        collector_version: "test".into(),
-    };
+    let meta = session_metadata(&meta_ref, &cluster, &session, Some(&node), now, Some(now));
     storage
         .put(
             &meta_ref.metadata(&session),
@@ -127,9 +113,44 @@ pub fn serve_args() -> ServeArgs {
     .serve
 }
 
-/// Starts the server in-process on a free port; returns its base URL.
+/// Session metadata as the collector writes it: finished at `end`, else running (heartbeat
+/// at `start`).
+pub fn session_metadata(
+    meta_ref: &MetaRef,
+    cluster: &ClusterRef,
+    session: &SessionName,
+    head: Option<&NodeId>,
+    start: DateTime<Utc>,
+    end: Option<DateTime<Utc>>,
+) -> SessionMetadata {
+    SessionMetadata {
+        layout_version: LAYOUT_VERSION,
+        cluster_name: cluster.name.clone(),
+        cluster_id: cluster.id.clone(),
+        namespace: meta_ref.namespace.clone(),
+        session_name: session.clone(),
+        owner: None,
+        ray_version: Some("2.60.0".into()),
+        head_node_id: head.cloned(),
+        start_time: start,
+        last_heartbeat: end.unwrap_or(start),
+        end_time: end,
+        state: if end.is_some() {
+            SessionState::Finished
+        } else {
+            SessionState::Running
+        },
+        collector_version: "test".into(),
+    }
+}
+
+/// Starts the server in-process on a free port with the test flags; returns its base URL.
 pub async fn start_server(storage: Storage) -> String {
-    let args = serve_args();
+    serve(storage, serve_args()).await
+}
+
+/// Starts the server in-process on a free port with `args`; returns its base URL.
+pub async fn serve(storage: Storage, args: ServeArgs) -> String {
     let state = ray_history_server::server::state(storage, &args)
         .await
         .unwrap();

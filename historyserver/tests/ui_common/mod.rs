@@ -1,5 +1,6 @@
-//! Shared by the UI tests: the history server in-process on a storage, with Ray's dashboard
-//! build from the venv, and generated session metadata.
+//! Shared by the UI tests (which also declare `mod support`): the history server in-process on
+//! a storage with Ray's dashboard build from the venv, generated session metadata, and the
+//! headless Chromium flags.
 
 #![allow(dead_code)]
 
@@ -7,12 +8,25 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use chrono::{Duration, TimeZone, Utc};
-use clap::Parser;
-use ray_history_server::config::ServeArgs;
 use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, MetaRef, SessionName};
-use ray_history_storage::metadata::{LAYOUT_VERSION, SessionMetadata, SessionState};
 use ray_history_storage::testing::tool;
+
+use crate::support::session_metadata;
+
+/// Headless Chromium flags shared by the UI tests: no sandbox, GPU, background traffic or
+/// first-run screens, and a fixed window size.
+pub const CHROMIUM_ARGS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+];
 
 /// An executable on `PATH`.
 pub fn which(name: &str) -> Option<PathBuf> {
@@ -32,21 +46,8 @@ pub fn add_old_sessions(rt: &tokio::runtime::Runtime, storage: &Storage, count: 
             let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + Duration::minutes(i);
             let name = format!("session_{}_{i}", start.format("%Y-%m-%d_%H-%M-%S_000000"));
             let session = SessionName::new(&name).unwrap();
-            let meta = SessionMetadata {
-                layout_version: LAYOUT_VERSION,
-                cluster_name: cluster.name.clone(),
-                cluster_id: cluster.id.clone(),
-                namespace: meta_ref.namespace.clone(),
-                session_name: session.clone(),
-                owner: None,
-                ray_version: Some("2.60.0".into()),
-                head_node_id: None,
-                start_time: start,
-                last_heartbeat: start + Duration::seconds(90),
-                end_time: Some(start + Duration::seconds(90)),
-                state: SessionState::Finished,
-                collector_version: "test".into(),
-            };
+            let end = start + Duration::seconds(90);
+            let meta = session_metadata(&meta_ref, &cluster, &session, None, start, Some(end));
             let doc = serde_json::to_vec(&meta).unwrap();
             storage
                 .put(&meta_ref.metadata(&session), doc.into())
@@ -73,35 +74,10 @@ pub fn ray_dashboard_build() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
+/// Starts the server in-process with Ray's dashboard build; returns its base URL.
 pub fn start_server(rt: &tokio::runtime::Runtime, storage: Storage) -> String {
-    #[derive(Parser)]
-    struct Wrapper {
-        #[command(flatten)]
-        serve: ServeArgs,
-    }
-    let dashboard = ray_dashboard_build();
-    let args = Wrapper::parse_from([
-        "test",
-        "--listen",
-        "127.0.0.1:0",
-        // Live sessions are reloaded this often: the tail-follow test waits for it.
-        "--refresh-interval",
-        "1s",
-        "--ray-dashboard-dir",
-        dashboard.to_str().unwrap(),
-    ])
-    .serve;
-    rt.block_on(async {
-        let state = ray_history_server::server::state(storage, &args)
-            .await
-            .unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            ray_history_server::server::serve_on(listener, state, &args, std::future::pending())
-                .await
-                .unwrap();
-        });
-        format!("http://{addr}")
-    })
+    // The test flags reload live sessions every second: the tail-follow test waits for it.
+    let mut args = crate::support::serve_args();
+    args.ray_dashboard_dir = Some(ray_dashboard_build());
+    rt.block_on(crate::support::serve(storage, args))
 }

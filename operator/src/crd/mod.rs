@@ -1,11 +1,16 @@
 //! The custom resources: [`HistoryStorage`](storage::HistoryStorage) and
 //! [`HistoryServer`](server::HistoryServer) in `rayhistory.io/v1alpha1`, generated from these
-//! Rust types, plus the status conditions both share.
+//! Rust types, plus the status conditions both share and the defaults of the containers the
+//! operator adds (resources, security context).
 
 pub mod server;
 pub mod storage;
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Capabilities, ResourceRequirements, SecurityContext};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResourceExt;
 
@@ -73,4 +78,31 @@ pub fn unknown(
         c.last_transition_time = p.last_transition_time.clone();
     }
     c
+}
+
+/// Container resources: requests `cpu` and `memory`, limits memory to `memory_limit`.
+pub fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_string());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), q(cpu)),
+            ("memory".into(), q(memory)),
+        ])),
+        limits: Some(BTreeMap::from([("memory".into(), q(memory_limit))])),
+        ..Default::default()
+    }
+}
+
+/// Security context of the containers the operator adds: no privilege escalation, a read-only
+/// root filesystem and no capabilities.
+pub fn restricted() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }

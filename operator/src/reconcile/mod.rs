@@ -1,5 +1,5 @@
-//! The controllers: shared [`Context`], error policy, and [`run`], which drives both
-//! reconcilers until the process stops.
+//! The controllers: shared [`Context`], server-side apply of objects and statuses, error
+//! policy, and [`run`], which drives both reconcilers until the process stops.
 //!
 //! Every object the reconcilers create is namespaced and carries a controller owner reference,
 //! so Kubernetes' garbage collector removes it with its owner; nothing lives outside the
@@ -14,15 +14,20 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
-use crate::Error;
+use crate::crd::MANAGER;
 use crate::crd::server::HistoryServer;
 use crate::crd::storage::HistoryStorage;
 use crate::metrics::Metrics;
+use crate::{Error, Result};
 
 /// Settings of the reconcilers.
 #[derive(Debug, Clone)]
@@ -103,6 +108,49 @@ impl Context {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
     }
+}
+
+/// Server-side applies `obj` with the operator's field manager and returns the live object.
+async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    Ok(api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await?)
+}
+
+/// Server-side applies `status` to `obj`'s status subresource with the operator's field manager.
+async fn apply_status<K>(ctx: &Context, ns: &str, obj: &K, status: &impl Serialize) -> Result<()>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let body = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Requeue policy on errors (API failures; condition problems are not errors).

@@ -8,27 +8,22 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecurityContext, Service, ServiceAccount, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::api::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::json;
 
-use super::Context;
+use super::{Context, apply, apply_status};
+use crate::Result;
 use crate::crd::server::{HistoryServer, HistoryServerStatus};
 use crate::crd::storage::HistoryStorage;
 use crate::crd::{self, MANAGER};
-use crate::{Error, Result};
 
 /// Condition: the referenced `HistoryStorage` exists and has written its ConfigMap.
 pub const STORAGE_RESOLVED: &str = "StorageResolved";
@@ -160,19 +155,7 @@ impl HistoryServer {
             .iter()
             .find(|c| c.type_ == READY)
             .map(|c| (c.reason.clone(), c.message.clone()));
-        let body = json!({
-            "apiVersion": HistoryServer::api_version(&()),
-            "kind": HistoryServer::kind(&()),
-            "status": status,
-        });
-        let api: Api<HistoryServer> = Api::namespaced(ctx.client.clone(), ns);
-        api.patch_status(
-            &self.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(Error::Kube)?;
+        apply_status(ctx, ns, self, &status).await?;
         if let (true, Some((reason, message))) = (changed, note) {
             ctx.event(self, !ready, &reason, message).await;
         }
@@ -277,7 +260,7 @@ impl HistoryServer {
                     COPY_DASHBOARD.to_string(),
                 ]),
                 volume_mounts: Some(vec![mount("ray-dashboard", DASHBOARD_DIR)]),
-                security_context: Some(restricted()),
+                security_context: Some(crd::restricted()),
                 ..Default::default()
             });
         }
@@ -317,7 +300,7 @@ impl HistoryServer {
             readiness_probe: Some(probe("/readyz", 2)),
             liveness_probe: Some(probe("/healthz", 10)),
             resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
-            security_context: Some(restricted()),
+            security_context: Some(crd::restricted()),
             volume_mounts: Some(mounts),
             ..Default::default()
         };
@@ -364,38 +347,6 @@ impl HistoryServer {
 /// Copies Ray's dashboard build (shipped in every `ray[default]` install) to the shared volume.
 const COPY_DASHBOARD: &str = "set -e; src=$(python -c 'import os, ray.dashboard as d; print(os.path.dirname(d.__file__))')/client/build; cp -R \"$src/.\" /ray-dashboard/";
 
-/// Server-side applies `obj` with the operator's field manager and returns the live object.
-async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let name = obj.meta().name.clone().unwrap_or_default();
-    Ok(api
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .await?)
-}
-
-fn restricted() -> SecurityContext {
-    SecurityContext {
-        allow_privilege_escalation: Some(false),
-        read_only_root_filesystem: Some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_string()]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 fn empty_dir(name: &str) -> Volume {
     Volume {
         name: name.to_string(),
@@ -413,15 +364,7 @@ fn mount(name: &str, path: &str) -> VolumeMount {
 }
 
 fn default_resources() -> ResourceRequirements {
-    let q = |s: &str| Quantity(s.to_string());
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".into(), q("100m")),
-            ("memory".into(), q("256Mi")),
-        ])),
-        limits: Some(BTreeMap::from([("memory".into(), q("1Gi"))])),
-        ..Default::default()
-    }
+    crd::resources("100m", "256Mi", "1Gi")
 }
 
 #[cfg(test)]

@@ -10,16 +10,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::api::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
-use super::Context;
+use super::{Context, apply, apply_status};
+use crate::Result;
 use crate::crd::storage::{HistoryStorage, HistoryStorageStatus};
 use crate::crd::{self, MANAGER};
 use crate::metrics::ProbeLabels;
-use crate::{Error, Result};
 
 /// Condition: the credentials Secret and its keys exist.
 pub const SECRET_RESOLVED: &str = "SecretResolved";
@@ -261,13 +260,7 @@ impl HistoryStorage {
             data: Some(self.spec.settings()),
             ..Default::default()
         };
-        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-        api.patch(
-            &self.config_map_name(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&cm),
-        )
-        .await?;
+        apply(ctx, ns, &cm).await?;
         Ok(())
     }
 
@@ -277,20 +270,7 @@ impl HistoryStorage {
         ns: &str,
         status: &HistoryStorageStatus,
     ) -> Result<()> {
-        let body = json!({
-            "apiVersion": HistoryStorage::api_version(&()),
-            "kind": HistoryStorage::kind(&()),
-            "status": status,
-        });
-        let api: Api<HistoryStorage> = Api::namespaced(ctx.client.clone(), ns);
-        api.patch_status(
-            &self.name_any(),
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .map_err(Error::Kube)?;
-        Ok(())
+        apply_status(ctx, ns, self, status).await
     }
 }
 

@@ -8,11 +8,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector, Pod, ResourceRequirements,
-    SecurityContext, Volume, VolumeMount,
+    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    EnvVarSource, ObjectFieldSelector, Pod, ResourceRequirements, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
 
@@ -217,15 +215,7 @@ pub fn inject(pod: &Pod, storage: &HistoryStorage, default_image: &str) -> Pod {
                 .clone()
                 .unwrap_or_else(default_resources),
         ),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_string()]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+        security_context: Some(crate::crd::restricted()),
         volume_mounts: Some(vec![VolumeMount {
             name: volume,
             mount_path: RAY_TMP.to_string(),
@@ -271,15 +261,7 @@ fn add_env_if_absent(container: &mut Container, vars: Vec<EnvVar>) {
 }
 
 fn default_resources() -> ResourceRequirements {
-    let q = |s: &str| Quantity(s.to_string());
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".into(), q("50m")),
-            ("memory".into(), q("64Mi")),
-        ])),
-        limits: Some(BTreeMap::from([("memory".into(), q("256Mi"))])),
-        ..Default::default()
-    }
+    crate::crd::resources("50m", "64Mi", "256Mi")
 }
 
 fn plain(name: &str, value: &str) -> EnvVar {
