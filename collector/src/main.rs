@@ -6,8 +6,12 @@ use ray_history_collector::config::{Cli, Command};
 use ray_history_collector::{engine, shutdown, sync};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
+async fn main() -> ExitCode {
     ray_history_storage::telemetry::init_tracing();
+    ray_history_storage::telemetry::exit_code(run_command().await)
+}
+
+async fn run_command() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => Ok(check.execute().await),

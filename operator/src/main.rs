@@ -1,4 +1,6 @@
 //! `ray-history-operator`: `run` (default) starts the operator, `crd` prints the CRDs.
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 use ray_history_operator::app::{self, RunArgs};
 
@@ -21,12 +23,16 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
+    ray_history_storage::telemetry::exit_code(run_command().await)
+}
+
+async fn run_command() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let args = match cli.command {
         Some(Command::Crd) => {
             print!("{}", ray_history_operator::crd::to_yaml()?);
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
         Some(Command::Run(args)) => *args,
         None => cli.run,
@@ -35,5 +41,5 @@ async fn main() -> anyhow::Result<()> {
     // object_store and kube both link rustls; pick one process-wide provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     app::run(args).await?;
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

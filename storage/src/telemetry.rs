@@ -18,3 +18,27 @@ pub fn init_tracing() {
         builder.init();
     }
 }
+
+/// Turns a program's result into its exit code. An error is printed as one line on stderr,
+/// causes joined by `: ` (`{:#}`), never as a backtrace, so a bad setting reads as one sentence.
+pub fn exit_code<E: std::fmt::Display>(
+    result: Result<std::process::ExitCode, E>,
+) -> std::process::ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        std::process::ExitCode::FAILURE
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_become_a_failure_code() {
+        let failed: Result<std::process::ExitCode, String> = Err("STORAGE: not set".into());
+        assert_eq!(exit_code(failed), std::process::ExitCode::FAILURE);
+        let ok: Result<_, String> = Ok(std::process::ExitCode::SUCCESS);
+        assert_eq!(exit_code(ok), std::process::ExitCode::SUCCESS);
+    }
+}
