@@ -88,6 +88,8 @@ async fn bytes_reach_storage_within_a_few_flush_intervals_while_the_writer_write
     collector.wait_ready().await;
     let writer = Writer::start(ray.logs(), 4, Duration::from_millis(20), None);
     let flush = Duration::from_millis(500);
+    // "A few" flush intervals: four leaves room for the other tests sharing these 2 cores.
+    let allowed = 4 * flush;
     let started = Instant::now();
     let mut checks = 0;
     while started.elapsed() < Duration::from_secs(8) {
@@ -97,12 +99,12 @@ async fn bytes_reach_storage_within_a_few_flush_intervals_while_the_writer_write
             Some(meta) => meta.size,
             None => 0,
         };
-        // Everything written 3 flush intervals ago is in storage, while writing goes on.
-        if now.duration_since(started) > 3 * flush {
-            let expected = writer.len_at(now - 3 * flush);
+        // Everything written `allowed` ago is in storage, while writing goes on.
+        if now.duration_since(started) > allowed {
+            let expected = writer.len_at(now - allowed);
             assert!(
                 size >= expected,
-                "storage has {size} bytes, the file had {expected} 1.5 s ago:\n{}",
+                "storage has {size} bytes, the file had {expected} {allowed:?} ago:\n{}",
                 collector.log_text()
             );
             checks += 1;
