@@ -19,16 +19,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
-use ray_history_storage::azure::{AzureAuth, AzureConfig};
-use ray_history_storage::azure::{EMULATOR_ACCOUNT, EMULATOR_KEY};
-use ray_history_storage::config::Backend;
-use ray_history_storage::redact::Secret;
-use ray_history_storage::testing::{tool, workspace_root};
-use ray_history_storage::{Storage, StorageConfig};
+use ray_history_storage::Storage;
+use ray_history_storage::testing::{Azurite, workspace_root};
 
 const NODE: &str = "2c19cf3212f28247c3219bcfea6f3840dda46c43df2052e23770e17e";
 const SESSION: &str = "session_2026-11-21_04-23-31_898414_12602";
@@ -140,85 +135,13 @@ fn timed(command: Command, label: &str) -> Usage {
     }
 }
 
-/// Azurite on its well-known port 10000 with on-disk persistence: rclone's emulator mode
-/// (`use_emulator`) only knows that address.
-struct BenchAzurite {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-const AZURITE_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
-
-impl BenchAzurite {
-    fn start() -> BenchAzurite {
-        assert!(
-            std::net::TcpStream::connect("127.0.0.1:10000").is_err(),
-            "port 10000 is busy: the benchmark runs its own Azurite there (rclone's emulator mode)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("bench-azurite")
-            .tempdir()
-            .unwrap();
-        let child = Command::new(tool("azurite/node_modules/.bin/azurite-blob"))
-            .args([
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                "10000",
-                "--skipApiVersionCheck",
-                "--loose",
-                "--disableTelemetry",
-            ])
-            .arg("--location")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect("127.0.0.1:10000").is_err() {
-            assert!(Instant::now() < deadline, "Azurite did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        BenchAzurite { child, _dir: dir }
-    }
-
-    fn connection_string(&self) -> String {
-        format!(
-            "DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};BlobEndpoint={AZURITE_ENDPOINT};"
-        )
-    }
-
-    fn storage_config(&self, container: &str) -> StorageConfig {
-        let azure = AzureConfig::new(
-            container.to_string(),
-            Some(AZURITE_ENDPOINT.to_string()),
-            Some(EMULATOR_ACCOUNT.to_string()),
-            AzureAuth::AccountKey(Secret::new(EMULATOR_KEY)),
-            true,
-        )
-        .unwrap();
-        StorageConfig {
-            backend: Backend::Azure(azure),
-            prefix: None,
-        }
-    }
-}
-
-impl Drop for BenchAzurite {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
-        let _ = self.child.wait();
-    }
-}
-
 fn collector_bin() -> PathBuf {
     std::env::var_os("COLLECTOR_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/release/ray-history-collector"))
 }
 
-fn azure_env(azurite: &BenchAzurite, container: &str) -> Vec<(String, String)> {
+fn azure_env(azurite: &Azurite, container: &str) -> Vec<(String, String)> {
     vec![
         ("STORAGE".into(), "azureblob".into()),
         (
@@ -235,37 +158,11 @@ fn block<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Runtime::new().unwrap().block_on(future)
 }
 
-fn container_client(container: &str) -> azure_storage_blobs::prelude::ContainerClient {
-    azure_storage_blobs::prelude::ClientBuilder::emulator()
-        .blob_service_client()
-        .container_client(container)
-}
-
 /// `rclone copy` to a container through a container SAS URL (this rclone's emulator mode
 /// builds a URL without a scheme, and its endpoint option cannot hold a path).
-fn rclone_copy(from: &Path, container: &str, prefix: &str) -> Command {
-    let client = container_client(container);
-    let url = block(async {
-        client.create().await.unwrap();
-        let permissions = BlobSasPermissions {
-            read: true,
-            add: true,
-            create: true,
-            write: true,
-            delete: true,
-            list: true,
-            ..Default::default()
-        };
-        let expiry = azure_core::date::parse_rfc3339("2099-01-01T00:00:00Z").unwrap();
-        let sas = client
-            .shared_access_signature(permissions, expiry)
-            .await
-            .unwrap();
-        client
-            .generate_signed_container_url(&sas)
-            .unwrap()
-            .to_string()
-    });
+fn rclone_copy(azurite: &Azurite, from: &Path, container: &str, prefix: &str) -> Command {
+    let token = block(azurite.container_sas(container));
+    let url = format!("{}/{container}?{token}", azurite.endpoint());
     let mut command = Command::new("rclone");
     command
         .arg("copy")
@@ -276,14 +173,14 @@ fn rclone_copy(from: &Path, container: &str, prefix: &str) -> Command {
     command
 }
 
-fn delete_container(container: &str) {
-    let client = container_client(container);
+fn delete_container(azurite: &Azurite, container: &str) {
+    let client = azurite.container_client(container);
     if let Err(e) = block(async { client.delete().await }) {
         eprintln!("warning: could not delete {container}: {e}");
     }
 }
 
-fn one_shot(azurite: &BenchAzurite) {
+fn one_shot(azurite: &Azurite) {
     let files = env_or("BENCH_FILES", 2000usize);
     let mib = env_or("BENCH_MIB", 1024u64);
     let rounds = env_or("BENCH_ROUNDS", 2usize);
@@ -314,7 +211,7 @@ fn one_shot(azurite: &BenchAzurite) {
                 _ => {
                     let prefix = format!("log/bench_local/{SESSION}/logs/{NODE}");
                     timed(
-                        rclone_copy(&session.join("logs"), &container, &prefix),
+                        rclone_copy(azurite, &session.join("logs"), &container, &prefix),
                         "rclone copy",
                     )
                 }
@@ -327,7 +224,7 @@ fn one_shot(azurite: &BenchAzurite) {
                 usage.max_rss_mib
             );
             results.entry(tool).or_default().push(usage);
-            delete_container(&container);
+            delete_container(azurite, &container);
         }
     }
     let mean = |tool: &str, f: fn(&Usage) -> f64| {
@@ -378,7 +275,7 @@ fn peak_rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-fn streaming(azurite: &BenchAzurite) {
+fn streaming(azurite: &Azurite) {
     let files = env_or("STREAM_FILES", 200usize);
     let mbps = env_or("STREAM_MBPS", 5.0f64);
     let seconds = env_or("STREAM_SECONDS", 60u64);
@@ -519,7 +416,7 @@ fn main() {
         collector_bin().display()
     );
     let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
-    let azurite = BenchAzurite::start();
+    let azurite = Azurite::start_on_disk();
     if which == "all" || which == "one-shot" {
         one_shot(&azurite);
     }

@@ -6,10 +6,8 @@ mod common;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use azure_storage::StorageCredentials;
 use azure_storage::shared_access_signature::SasToken;
 use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
-use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
 use bytes::Bytes;
 use object_store::path::Path;
 use ray_history_storage::azure::{EMULATOR_ACCOUNT, EMULATOR_KEY};
@@ -32,21 +30,9 @@ async fn open(args: &StorageArgs) -> Storage {
     Storage::open(&config).await.expect("storage opens")
 }
 
-/// A blob client with the well-known key, independent of the code under test.
-fn raw_container(azurite: &Azurite, container: &str) -> ContainerClient {
-    let location = azure_storage::CloudLocation::Custom {
-        account: EMULATOR_ACCOUNT.into(),
-        uri: azurite.endpoint(),
-    };
-    ClientBuilder::with_location(
-        location,
-        StorageCredentials::access_key(EMULATOR_ACCOUNT, EMULATOR_KEY.to_string()),
-    )
-    .container_client(container)
-}
-
 async fn container_exists(azurite: &Azurite, container: &str) -> bool {
-    raw_container(azurite, container)
+    azurite
+        .container_client(container)
         .get_properties()
         .await
         .is_ok()
@@ -96,32 +82,10 @@ async fn use_development_storage_with_the_emulator_port() {
     common::backend_suite(&storage).await;
 }
 
-/// A container SAS (read, add, create, write, delete, list) made with the account key.
-async fn container_sas(azurite: &Azurite, container: &str) -> String {
-    let client = raw_container(azurite, container);
-    client.create().await.ok();
-    let permissions = BlobSasPermissions {
-        read: true,
-        add: true,
-        create: true,
-        write: true,
-        delete: true,
-        list: true,
-        ..Default::default()
-    };
-    let expiry = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-    client
-        .shared_access_signature(permissions, expiry)
-        .await
-        .unwrap()
-        .token()
-        .unwrap()
-}
-
 #[tokio::test]
 async fn sas_token_generated_in_the_test() {
     let azurite = Azurite::shared();
-    let token = container_sas(azurite, "auth-sas").await;
+    let token = azurite.container_sas("auth-sas").await;
     assert!(token.contains("sig="));
     // No account name: it is taken from the (path-style) endpoint.
     let storage = open(&StorageArgs {
@@ -161,7 +125,7 @@ async fn sas_token_generated_in_the_test() {
 #[tokio::test]
 async fn a_sas_without_write_permission_is_refused_with_a_reason() {
     let azurite = Azurite::shared();
-    let client = raw_container(azurite, "auth-sas-ro");
+    let client = azurite.container_client("auth-sas-ro");
     client.create().await.ok();
     let read_only = BlobSasPermissions {
         read: true,

@@ -5,6 +5,10 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use azure_storage::StorageCredentials;
+use azure_storage::shared_access_signature::SasToken;
+use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
+use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
@@ -149,6 +153,43 @@ impl Azurite {
             backend: Backend::Azure(azure),
             prefix: None,
         }
+    }
+
+    /// A raw `azure_storage_blobs` client for `container`, signed with the well-known key
+    /// (for what tests check behind the `Storage` API's back).
+    pub fn container_client(&self, container: &str) -> ContainerClient {
+        let location = azure_storage::CloudLocation::Custom {
+            account: EMULATOR_ACCOUNT.into(),
+            uri: self.endpoint(),
+        };
+        ClientBuilder::with_location(
+            location,
+            StorageCredentials::access_key(EMULATOR_ACCOUNT, EMULATOR_KEY.to_string()),
+        )
+        .container_client(container)
+    }
+
+    /// Creates `container` if needed and returns a SAS token for it (read, add, create, write,
+    /// delete, list; valid for a day), without the leading `?`.
+    pub async fn container_sas(&self, container: &str) -> String {
+        let client = self.container_client(container);
+        client.create().await.ok();
+        let permissions = BlobSasPermissions {
+            read: true,
+            add: true,
+            create: true,
+            write: true,
+            delete: true,
+            list: true,
+            ..Default::default()
+        };
+        let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+        client
+            .shared_access_signature(permissions, expiry)
+            .await
+            .expect("the well-known key signs a SAS")
+            .token()
+            .expect("a SAS token")
     }
 
     /// Azurite's working folder (its log is `azurite.log` there).
