@@ -1,10 +1,15 @@
-//! Storage configuration: command-line flags, then environment, then a YAML config file (the
-//! mounted ConfigMap), then defaults. [`StorageArgs`] is flattened into every program's
+//! Storage configuration: command-line flags, then environment, then a config source (the
+//! user's ConfigMap), then defaults. [`StorageArgs`] is flattened into every program's
 //! command line; [`StorageArgs::resolve`] turns it into a validated [`StorageConfig`].
 //!
-//! The config file is a flat YAML map whose keys are the environment names, in any case
-//! (`storage: azureblob`, `AZURE_STORAGE_CONTAINER: history`). Secrets belong in the
-//! environment (a Kubernetes Secret), but are accepted from the file too.
+//! Every form in which Kubernetes hands a ConfigMap `storage: azureblob` to a container works:
+//! - environment variables in either case (`STORAGE`, or `storage` from `envFrom`);
+//! - a mounted ConfigMap directory, one file per key (`storage` containing `azureblob`);
+//! - a flat YAML file whose keys are the environment names in any case (`storage: azureblob`,
+//!   `AZURE_STORAGE_CONTAINER: history`), also when it is a key of a mounted directory.
+//!
+//! Secrets belong in the environment (a Kubernetes Secret), but are accepted from the config
+//! source too.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,8 +24,9 @@ use crate::azure::{AzureAuth, AzureConfig};
 use crate::error::{ConfigError, Result};
 use crate::redact::Secret;
 
-/// Default config file, used when present and `--config` is not given.
-pub const DEFAULT_CONFIG_FILE: &str = "/etc/ray-history/config.yaml";
+/// Default config source (a mounted ConfigMap directory, or a `config.yaml` in it), used when
+/// present and `--config` is not given.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/ray-history";
 /// Default Azure container.
 pub const DEFAULT_CONTAINER: &str = "ray-historyserver";
 
@@ -84,7 +90,8 @@ pub struct StorageArgs {
     /// file:///path or memory://.
     #[arg(long, env = "STORAGE_URL")]
     pub storage_url: Option<String>,
-    /// YAML config file (the mounted ConfigMap) [default: /etc/ray-history/config.yaml if present].
+    /// Config source: a YAML file, or a mounted ConfigMap directory with one file per key
+    /// [default: /etc/ray-history if present].
     #[arg(long, env = "RAY_HISTORY_CONFIG")]
     pub config: Option<PathBuf>,
     /// Key prefix inside the container or bucket.
@@ -359,11 +366,23 @@ impl StorageArgs {
     /// Merges flags and environment (already combined by clap) with the config file and
     /// validates the result. Errors are one line naming the setting.
     pub fn resolve(&self) -> Result<StorageConfig, ConfigError> {
-        let file = self.load_config_file()?;
+        self.resolve_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`StorageArgs::resolve`] with `env` as the process environment, which is consulted for
+    /// the lowercase names that `envFrom` of a ConfigMap gives (`storage=azureblob`); clap has
+    /// already read the uppercase ones.
+    pub fn resolve_with_env(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let file = self.load_config_source()?;
         let mut values = BTreeMap::new();
         for (name, value) in self.pairs() {
-            let from_file = file.get(&name.to_ascii_lowercase()).cloned();
-            if let Some(v) = value.or(from_file) {
+            let lower = name.to_ascii_lowercase();
+            let from_env = || env(&lower).filter(|v| !v.trim().is_empty());
+            let from_file = || file.get(&lower).cloned();
+            if let Some(v) = value.or_else(from_env).or_else(from_file) {
                 values.insert(name, v);
             }
         }
@@ -376,7 +395,7 @@ impl StorageArgs {
                 let source = self.config_file_name();
                 return Err(ConfigError::new(
                     key.clone(),
-                    format!("unknown setting in config file {source}"),
+                    format!("unknown setting in config {source}"),
                 ));
             }
         }
@@ -433,36 +452,75 @@ impl StorageArgs {
     fn config_file_name(&self) -> String {
         self.config
             .as_deref()
-            .unwrap_or(FsPath::new(DEFAULT_CONFIG_FILE))
+            .unwrap_or(FsPath::new(DEFAULT_CONFIG_DIR))
             .display()
             .to_string()
     }
 
-    /// Reads the config file: the explicit one must exist, the default one may be absent.
-    fn load_config_file(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+    /// Reads the config source: the explicit one must exist, the default one may be absent.
+    fn load_config_source(&self) -> Result<BTreeMap<String, String>, ConfigError> {
         let (path, required) = match &self.config {
             Some(path) => (path.clone(), true),
-            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+            None => (PathBuf::from(DEFAULT_CONFIG_DIR), false),
         };
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(BTreeMap::new());
-            }
-            Err(e) => {
-                return Err(ConfigError::new(
-                    "RAY_HISTORY_CONFIG",
-                    format!("cannot read {}: {e}", path.display()),
-                ));
-            }
-        };
-        parse_config_file(&text).map_err(|problem| {
+        let unreadable = |e: std::io::Error| {
             ConfigError::new(
                 "RAY_HISTORY_CONFIG",
-                format!("{}: {problem}", path.display()),
+                format!("cannot read {}: {e}", path.display()),
             )
-        })
+        };
+        match std::fs::metadata(&path) {
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(unreadable(e)),
+            Ok(meta) if meta.is_dir() => read_config_dir(&path),
+            Ok(_) => {
+                let text = std::fs::read_to_string(&path).map_err(unreadable)?;
+                parse_config_file(&text).map_err(|problem| {
+                    ConfigError::new(
+                        "RAY_HISTORY_CONFIG",
+                        format!("{}: {problem}", path.display()),
+                    )
+                })
+            }
+        }
     }
+}
+
+/// Reads a mounted ConfigMap directory: each file is one setting named like the file, except
+/// `*.yaml` / `*.yml` files, which are config files themselves. Kubernetes' own entries
+/// (`..data`, `..2026_…`) and other dot files are skipped.
+fn read_config_dir(dir: &FsPath) -> Result<BTreeMap<String, String>, ConfigError> {
+    let problem = |what: &FsPath, e: &dyn fmt::Display| {
+        ConfigError::new(
+            "RAY_HISTORY_CONFIG",
+            format!("cannot read {}: {e}", what.display()),
+        )
+    };
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| problem(dir, &e))?
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    entries.sort_by_key(|entry| entry.file_name());
+    let mut out = BTreeMap::new();
+    for entry in entries {
+        let path = entry.path();
+        // Mounted keys are symlinks into `..data`; follow them, but only to regular files.
+        if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
+        let text = std::fs::read_to_string(&path).map_err(|e| problem(&path, &e))?;
+        if name.ends_with(".yaml") || name.ends_with(".yml") {
+            let settings = parse_config_file(&text).map_err(|p| {
+                ConfigError::new("RAY_HISTORY_CONFIG", format!("{}: {p}", path.display()))
+            })?;
+            out.extend(settings);
+        } else {
+            out.insert(name, text.trim_end_matches(['\n', '\r']).to_string());
+        }
+    }
+    Ok(out)
 }
 
 /// Parses the YAML config file into lower-cased keys and string values.

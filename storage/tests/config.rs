@@ -455,3 +455,95 @@ fn debug_output_hides_secrets() {
     let cli = Cli::try_parse_from(["prog", "--azure-account-key", KEY]).unwrap();
     assert!(!format!("{cli:?}").contains(KEY));
 }
+
+/// A ConfigMap volume as the kubelet lays it out: the keys are symlinks into `..data`, which
+/// points at a timestamped directory holding the files.
+fn mounted_configmap(keys: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("..2026_12_01_10_00_00.123456789");
+    std::fs::create_dir(&data).unwrap();
+    for (key, value) in keys {
+        std::fs::write(data.join(key), value).unwrap();
+    }
+    std::os::unix::fs::symlink(data.file_name().unwrap(), dir.path().join("..data")).unwrap();
+    for (key, _) in keys {
+        std::os::unix::fs::symlink(format!("..data/{key}"), dir.path().join(key)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_configmap_from_env_from_has_lowercase_names() {
+    // `kubectl create configmap c --from-literal=storage=local …` then `envFrom: c`.
+    let env = |name: &str| match name {
+        "storage" => Some("local".to_string()),
+        "local_storage_path" => Some("/data/history".to_string()),
+        "storage_prefix" => Some("from-env".to_string()),
+        _ => None,
+    };
+    let empty = config_file("");
+    let config = StorageArgs {
+        storage_prefix: Some("from-flag".into()),
+        ..with_file(&empty)
+    }
+    .resolve_with_env(env)
+    .unwrap();
+    assert_eq!(config.kind(), StorageKind::Local);
+    assert_eq!(
+        config.backend,
+        StorageConfig::local("/data/history").backend
+    );
+    // Uppercase variables and flags (clap's side) still win over the lowercase ones.
+    assert_eq!(config.prefix.as_deref(), Some("from-flag"));
+}
+
+#[test]
+fn a_mounted_configmap_directory_is_one_file_per_key() {
+    // `kubectl create configmap c --from-literal=storage=azureblob …` mounted as a volume.
+    let dir = mounted_configmap(&[
+        ("storage", "azureblob"),
+        ("AZURE_STORAGE_CONTAINER", "history\n"),
+        ("azure_storage_account_name", "devstoreaccount1"),
+    ]);
+    let config = StorageArgs {
+        config: Some(dir.path().to_path_buf()),
+        azure_account_key: Some(KEY.into()),
+        ..Default::default()
+    }
+    .resolve_with_env(|_| None)
+    .unwrap();
+    let Backend::Azure(azure) = &config.backend else {
+        panic!("{config:?}")
+    };
+    assert_eq!(azure.container, "history");
+    assert_eq!(azure.account_name, "devstoreaccount1");
+}
+
+#[test]
+fn a_mounted_configmap_may_hold_a_config_yaml() {
+    let dir = mounted_configmap(&[(
+        "config.yaml",
+        "storage: local\nlocal_storage_path: /from/yaml\n",
+    )]);
+    let config = StorageArgs {
+        config: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    }
+    .resolve_with_env(|_| None)
+    .unwrap();
+    assert_eq!(config.backend, StorageConfig::local("/from/yaml").backend);
+}
+
+#[test]
+fn an_unknown_key_in_a_mounted_configmap_is_named() {
+    let dir = mounted_configmap(&[("storage", "memory"), ("storag_prefix", "typo")]);
+    let err = StorageArgs {
+        config: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    }
+    .resolve_with_env(|_| None)
+    .unwrap_err();
+    assert_eq!(err.setting, "storag_prefix");
+    assert!(err.problem.contains("unknown setting"), "{err}");
+    assert!(!err.to_string().contains('\n'));
+}
