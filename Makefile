@@ -10,14 +10,27 @@ PYTOOLS := $(VENV)/.pytools-installed
 export RAY_HISTORY_TOOLS := $(TOOLS)
 CARGO ?= cargo
 
-.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server demo run e2e-kind chart clean
+.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server demo run e2e-kind chart clean kube-tools kube-up kube-down
 
 all: build
 
 build:
 	$(CARGO) build --release --workspace --bins
 
-tools: $(AZURITE) $(RAY) $(PYTOOLS) apt-tools
+tools: $(AZURITE) $(RAY) $(PYTOOLS) apt-tools kube-tools
+
+# The local Kubernetes control plane's binaries, built from Go modules (versions pinned in
+# scripts/kube/versions.env; each is rebuilt only when its version changes).
+kube-tools:
+	scripts/kube/build.sh
+
+# A local control plane on loopback for trying the chart without Docker (README: "Try it on a
+# local control plane"); kube-down stops it by the PIDs kube-up recorded.
+kube-up: kube-tools
+	scripts/kube/up.sh
+
+kube-down:
+	scripts/kube/down.sh
 
 # Debian packages the tests use (headless browser for the UI tests, shellcheck for scripts).
 APT_TEST_PACKAGES := chromium chromium-driver shellcheck

@@ -23,7 +23,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rand::{Rng, SeedableRng};
 use ray_history_storage::Storage;
-use ray_history_storage::testing::{Azurite, workspace_root};
+use ray_history_testkit::{Azurite, workspace_root};
 
 const NODE: &str = "2c19cf3212f28247c3219bcfea6f3840dda46c43df2052e23770e17e";
 const SESSION: &str = "session_2026-11-21_04-23-31_898414_12602";

@@ -24,8 +24,8 @@ use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
 use ray_history_storage::metadata::{
     LAYOUT_VERSION, NodeMetadata, NodeType, SessionMetadata, SessionState,
 };
-use ray_history_storage::testing::Azurite;
 use ray_history_storage::{Storage, StorageConfig};
+use ray_history_testkit::Azurite;
 
 const NAMESPACE: &str = "bench";
 const CLUSTER: &str = "bench-cluster";
@@ -337,7 +337,7 @@ impl Drop for Server {
 }
 
 fn start_server(server_bin: &Path, env: &[(&str, String)]) -> Server {
-    let port = ray_history_storage::testing::free_port();
+    let port = ray_history_testkit::free_port();
     let child = Command::new(server_bin)
         .args([
             "serve",

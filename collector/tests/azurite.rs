@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use rand::Rng;
-use ray_history_storage::testing::Azurite;
+use ray_history_testkit::Azurite;
 
 /// Appends unique lines to `files` files under `logs` until stopped, rotating `raylet.out`
 /// like Ray does (backup count 2) every `rotate_every` lines when set.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use futures::TryStreamExt;
 use ray_history_storage::layout::SessionName;
-use ray_history_storage::testing::Azurite;
+use ray_history_testkit::Azurite;
 use serde_json::Value;
 
 const POSTS: &str = concat!(

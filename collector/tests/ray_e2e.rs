@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use ray_history_storage::layout::{NodeId, SessionName};
-use ray_history_storage::testing::{Azurite, RayHead, RayHeadOptions};
+use ray_history_testkit::{Azurite, RayHead, RayHeadOptions};
 
 const WORKLOAD: &str = r#"
 import ray

@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::routing::post;
 use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, NodeId, SessionName};
-use ray_history_storage::testing::{Azurite, RayHead, RayHeadOptions};
+use ray_history_testkit::{Azurite, RayHead, RayHeadOptions};
 use serde_json::Value;
 
 const DRIVER: &str = r#"

@@ -10,8 +10,8 @@ mod ui_common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ray_history_storage::testing::{RayHead, RayHeadOptions, tool, workspace_root};
 use ray_history_storage::{Storage, StorageConfig};
+use ray_history_testkit::{RayHead, RayHeadOptions, tool, workspace_root};
 use serde_json::Value;
 
 const FAILURE: &str = "demo failure: boom() raised on purpose";

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use ray_history_storage::testing::workspace_root;
+use ray_history_testkit::workspace_root;
 
 #[test]
 fn demo_runs_to_a_url_that_serves_the_demo_session() {

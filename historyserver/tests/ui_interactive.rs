@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
 use ray_history_storage::metadata::{NodeMetadata, NodeType};
-use ray_history_storage::testing::free_port;
 use ray_history_storage::{Storage, StorageConfig};
+use ray_history_testkit::free_port;
 use serde_json::{Value, json};
 
 const ENTER: &str = "\u{E007}";

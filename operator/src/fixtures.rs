@@ -213,9 +213,8 @@ pub fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
 /// with the tool's output unless every object passes for every version.
 pub fn kubernetes_validate(objects: &[Value]) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = std::process::Command::new(ray_history_storage::testing::tool(
-        "venv/bin/kubernetes-validate",
-    ));
+    let mut command =
+        std::process::Command::new(ray_history_testkit::tool("venv/bin/kubernetes-validate"));
     command.arg("--strict");
     for version in ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"] {
         command.args(["-k", version]);

@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ray_history_storage::testing::workspace_root;
+use ray_history_testkit::workspace_root;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use support::{

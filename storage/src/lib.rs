@@ -37,9 +37,6 @@ pub mod retry;
 pub mod store;
 // Logging set up once for every program (`RUST_LOG`, `LOG_FORMAT=json`).
 pub mod telemetry;
-// Test harness: real Azurite and a real Ray head (feature `testing`).
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use config::{StorageArgs, StorageConfig, StorageKind};
 pub use error::{ConfigError, Error, Result};

@@ -13,8 +13,8 @@ use object_store::path::Path;
 use ray_history_storage::azure::{EMULATOR_ACCOUNT, EMULATOR_KEY};
 use ray_history_storage::check::{self, CheckCommand, PROBE_DIR};
 use ray_history_storage::retry::{Backoff, retry};
-use ray_history_storage::testing::Azurite;
 use ray_history_storage::{Error, Storage, StorageArgs};
+use ray_history_testkit::Azurite;
 
 /// Settings for Azurite's container `container`, filled in by each test.
 fn args(container: &str) -> StorageArgs {

@@ -5,8 +5,8 @@ mod common;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use ray_history_storage::testing::{Azurite, free_port};
 use ray_history_storage::{Error, Storage, StorageArgs, StorageConfig, StorageKind};
+use ray_history_testkit::{Azurite, free_port};
 
 #[tokio::test]
 async fn memory_backend() {

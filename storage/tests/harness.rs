@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use ray_history_storage::testing::{RayHead, RayHeadOptions, tools_dir};
+use ray_history_testkit::{RayHead, RayHeadOptions, tools_dir};
 
 #[test]
 fn ray_head_runs_drivers_and_jobs_and_stops() {

@@ -13,9 +13,9 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use super::process::{Group, free_port, http_get};
-use crate::azure::{AzureAuth, AzureConfig, EMULATOR_ACCOUNT, EMULATOR_KEY};
-use crate::config::{Backend, StorageConfig};
-use crate::redact::Secret;
+use ray_history_storage::azure::{AzureAuth, AzureConfig, EMULATOR_ACCOUNT, EMULATOR_KEY};
+use ray_history_storage::config::{Backend, StorageConfig};
+use ray_history_storage::redact::Secret;
 
 /// How long Azurite may take to answer after starting.
 const START_TIMEOUT: Duration = Duration::from_secs(60);

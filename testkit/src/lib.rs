@@ -1,15 +1,18 @@
-//! Test harness (feature `testing`): real Azurite and a real Ray head, started on free ports
+//! Test harness: real Azurite, a real Ray head and a real Kubernetes control plane, started on free ports
 //! from the project's tools folder and stopped by process id. A missing tool is a panic that
 //! says to run `make tools`, never a silent skip.
 
 mod azurite;
+pub mod kube;
 mod process;
 mod ray;
 
 use std::path::PathBuf;
 
 pub use azurite::Azurite;
-pub use process::free_port;
+pub use kube::ControlPlane;
+pub use nix::sys::signal::Signal;
+pub use process::{Group, free_port};
 pub use ray::{RayHead, RayHeadOptions};
 
 /// The tools folder: `RAY_HISTORY_TOOLS`, else `<workspace>/.tools`.
@@ -20,7 +23,7 @@ pub fn tools_dir() -> PathBuf {
     }
 }
 
-/// The workspace root (the storage crate's parent folder, fixed at compile time).
+/// The workspace root (this crate's parent folder, fixed at compile time).
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)

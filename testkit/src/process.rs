@@ -23,7 +23,7 @@ pub fn free_port() -> u16 {
 
 /// A process group led by `child`, plus its watchdog.
 #[derive(Debug)]
-pub(crate) struct Group {
+pub struct Group {
     child: Child,
     watchdog: Child,
     log: PathBuf,
@@ -33,7 +33,7 @@ impl Group {
     /// Starts `command` in a new process group with stdout and stderr appended to `log`.
     /// If the test process exits without stopping it, the watchdog sends `exit_signal` to the
     /// group, SIGKILL after `grace`, and removes `cleanup` (the tool's temp dir).
-    pub(crate) fn spawn(
+    pub fn spawn(
         mut command: Command,
         log: &Path,
         exit_signal: Signal,
@@ -80,22 +80,22 @@ impl Group {
     }
 
     /// The leader's process id.
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Whether the leader is still running.
-    pub(crate) fn running(&mut self) -> bool {
+    pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Sends `signal` to the leader only.
-    pub(crate) fn signal_leader(&self, signal: Signal) {
+    pub fn signal_leader(&self, signal: Signal) {
         nix::sys::signal::kill(Pid::from_raw(self.child.id() as i32), signal).ok();
     }
 
     /// Waits up to `timeout` for the leader to exit; true if it did.
-    pub(crate) fn wait_for_exit(&mut self, timeout: Duration) -> bool {
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if !self.running() {
@@ -107,7 +107,7 @@ impl Group {
     }
 
     /// SIGKILLs the watchdog, then the whole group, and reaps both.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         killpg(Pid::from_raw(self.watchdog.id() as i32), Signal::SIGKILL).ok();
         self.watchdog.wait().ok();
         killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL).ok();
@@ -115,7 +115,7 @@ impl Group {
     }
 
     /// The last `max` bytes of the log, for panic messages.
-    pub(crate) fn log_tail(&self, max: usize) -> String {
+    pub fn log_tail(&self, max: usize) -> String {
         let mut text = String::new();
         File::open(&self.log)
             .and_then(|mut f| f.read_to_string(&mut text))

@@ -12,8 +12,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use object_store::path::Path as Key;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
-use ray_history_storage::testing::{Azurite, free_port};
 use ray_history_storage::{Storage, StorageConfig};
+use ray_history_testkit::{Azurite, free_port};
 
 pub const CLUSTER: &str = "itest";
 pub const NODE: &str = "2c19cf3212f28247c3219bcfea6f3840dda46c43df2052e23770e17e";

@@ -10,7 +10,7 @@ use std::process::Command;
 use chrono::{Duration, TimeZone, Utc};
 use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, MetaRef, SessionName};
-use ray_history_storage::testing::tool;
+use ray_history_testkit::tool;
 
 use crate::support::session_metadata;
 

@@ -424,8 +424,7 @@ mod tests {
     use super::*;
 
     fn sample() -> HistoryStorage {
-        let path = ray_history_storage::testing::workspace_root()
-            .join("config/samples/historystorage.yaml");
+        let path = ray_history_testkit::workspace_root().join("config/samples/historystorage.yaml");
         serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 

@@ -280,7 +280,7 @@ mod tests {
     use std::time::Duration;
 
     use http::{Method, StatusCode};
-    use ray_history_storage::testing::Azurite;
+    use ray_history_testkit::Azurite;
     use serde_json::Value;
 
     use super::*;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ray_history_storage::testing::{tool, workspace_root};
+use ray_history_testkit::{tool, workspace_root};
 
 /// Kubernetes versions every manifest is validated against.
 pub const K8S_VERSIONS: [&str; 5] = ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"];
