@@ -31,6 +31,11 @@ pub struct RunArgs {
     /// HTTPS address of the admission webhook.
     #[arg(long, env = "WEBHOOK_LISTEN", default_value = "0.0.0.0:9443")]
     pub webhook_listen: SocketAddr,
+    /// Out of cluster (development, tests): serve the webhook at this URL, e.g.
+    /// `https://127.0.0.1:9443`, issue its certificate for that host and point the webhook
+    /// configuration at it instead of at the Service.
+    #[arg(long, env = "WEBHOOK_URL", value_parser = parse_webhook_url)]
+    pub webhook_url: Option<WebhookUrl>,
     /// Directory with tls.crt and tls.key (cert-manager); when unset the operator makes and
     /// rotates its own certificate.
     #[arg(long, env = "WEBHOOK_CERT_DIR")]
@@ -85,12 +90,26 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
 
     let resolver = Arc::new(Resolver::default());
     let metrics_listener = bind(args.metrics_listen).await?;
-    let loaded = resolver.clone();
-    let metrics_router = metrics::router(metrics.clone(), Arc::new(move || loaded.is_loaded()));
+    // Ready once the certificate is loaded and the HistoryStorage cache has synced: a pod
+    // admitted before that would silently get no collector.
+    let (storages, writer) = reflector::store();
+    let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (loaded, synced_flag) = (resolver.clone(), synced.clone());
+    let metrics_router = metrics::router(
+        metrics.clone(),
+        Arc::new(move || {
+            loaded.is_loaded() && synced_flag.load(std::sync::atomic::Ordering::Acquire)
+        }),
+    );
     tokio::spawn(async move { axum::serve(metrics_listener, metrics_router).await });
+    let ready_store = storages.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            synced.store(true, std::sync::atomic::Ordering::Release);
+        }
+    });
 
     // Every replica serves the webhook from its own view of the HistoryStorages.
-    let (storages, writer) = reflector::store();
     let watch = reflector(
         writer,
         watcher(
@@ -110,13 +129,17 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             namespace: args.namespace.clone(),
             secret: args.webhook_secret.clone(),
             webhook_configuration: args.webhook_configuration.clone(),
-            dns_names: vec![
-                format!("{}.{}.svc", args.webhook_service, args.namespace),
-                format!(
-                    "{}.{}.svc.cluster.local",
-                    args.webhook_service, args.namespace
-                ),
-            ],
+            dns_names: match &args.webhook_url {
+                Some(url) => vec![url.host.clone()],
+                None => vec![
+                    format!("{}.{}.svc", args.webhook_service, args.namespace),
+                    format!(
+                        "{}.{}.svc.cluster.local",
+                        args.webhook_service, args.namespace
+                    ),
+                ],
+            },
+            url: args.webhook_url.as_ref().map(|u| u.url.clone()),
         }),
     };
     tokio::spawn(keep_certificate(
@@ -127,10 +150,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     ));
     let state = WebhookState {
         storages,
+        client: Some(client.clone()),
         collector_image: args.collector_image.clone(),
         metrics: metrics.clone(),
     };
-    let webhook_listener = bind(args.webhook_listen).await?;
+    let webhook_listen = args
+        .webhook_url
+        .as_ref()
+        .map_or(args.webhook_listen, |u| u.listen);
+    let webhook_listener = bind(webhook_listen).await?;
     tokio::spawn(tls::serve(
         webhook_listener,
         webhook::router(state),
@@ -191,6 +219,42 @@ pub enum RunError {
     LostLeadership,
 }
 
+/// Where an out-of-cluster webhook is served (`--webhook-url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUrl {
+    /// The full URL the API server calls, path included.
+    pub url: String,
+    /// Host the certificate is issued for.
+    pub host: String,
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// Parses `https://<ip>:<port>[/path]`; the path defaults to the webhook's own.
+pub fn parse_webhook_url(raw: &str) -> Result<WebhookUrl, String> {
+    let mut url = url::Url::parse(raw)
+        .map_err(|e| format!("not a URL ({e}); expected e.g. https://127.0.0.1:9443"))?;
+    if url.scheme() != "https" {
+        return Err("must be an https:// URL (the API server only calls webhooks over TLS)".into());
+    }
+    let host = url.host_str().ok_or("has no host")?.to_string();
+    let ip: std::net::IpAddr = host
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| format!("host {host} must be an IP address to listen on"))?;
+    let port = url
+        .port()
+        .ok_or("must name a port, e.g. https://127.0.0.1:9443")?;
+    if url.path() == "/" {
+        url.set_path(webhook::MUTATE_PATH);
+    }
+    Ok(WebhookUrl {
+        url: url.to_string(),
+        host: ip.to_string(),
+        listen: SocketAddr::new(ip, port),
+    })
+}
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
@@ -239,4 +303,32 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls() {
+        let url = parse_webhook_url("https://127.0.0.1:9443").unwrap();
+        assert_eq!(url.url, "https://127.0.0.1:9443/mutate");
+        assert_eq!(url.host, "127.0.0.1");
+        assert_eq!(url.listen, "127.0.0.1:9443".parse().unwrap());
+        assert_eq!(
+            parse_webhook_url("https://127.0.0.1:8443/hook")
+                .unwrap()
+                .url,
+            "https://127.0.0.1:8443/hook"
+        );
+        for (bad, why) in [
+            ("http://127.0.0.1:9443", "https"),
+            ("https://127.0.0.1", "port"),
+            ("https://webhook.local:9443", "IP address"),
+            ("127.0.0.1:9443", "https://127.0.0.1:9443"),
+        ] {
+            let err = parse_webhook_url(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
 }

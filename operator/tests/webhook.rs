@@ -26,8 +26,7 @@ fn fixture(name: &str) -> Value {
 
 /// The sample HistoryStorage from config/, as the operator leaves it once configured.
 fn sample_storage() -> HistoryStorage {
-    let path =
-        ray_history_storage::testing::workspace_root().join("config/samples/historystorage.yaml");
+    let path = ray_history_testkit::workspace_root().join("config/samples/historystorage.yaml");
     let mut hs: HistoryStorage =
         serde_yaml::from_str(&std::fs::read_to_string(path).expect("sample")).expect("yaml");
     hs.status = Some(HistoryStorageStatus {
@@ -82,6 +81,7 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let state = WebhookState {
             storages: store,
+            client: None,
             collector_image: COLLECTOR_IMAGE.to_string(),
             metrics: metrics.clone(),
         };

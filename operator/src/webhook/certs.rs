@@ -20,6 +20,9 @@ use crate::{Error, Result};
 
 /// Annotation on the Secret with the serving certificate's expiry (RFC 3339).
 pub const NOT_AFTER_ANNOTATION: &str = "rayhistory.io/not-after";
+/// Annotation on the Secret with the names the certificate is for (comma-separated), so a
+/// switch between in-cluster and `--webhook-url` reissues it.
+pub const NAMES_ANNOTATION: &str = "rayhistory.io/names";
 /// Serving certificates are valid this long.
 pub const VALID_DAYS: i64 = 365;
 /// And are replaced when less than this is left.
@@ -43,8 +46,10 @@ pub struct Managed {
     pub secret: String,
     /// `MutatingWebhookConfiguration` whose `caBundle` is kept current.
     pub webhook_configuration: String,
-    /// DNS names of the webhook Service.
+    /// DNS names of the webhook Service, or the IP of `url`.
     pub dns_names: Vec<String>,
+    /// Out of cluster: the URL the webhook configuration points at instead of the Service.
+    pub url: Option<String>,
 }
 
 /// Loads certificate files into `resolver` (cert-manager renews the files in place).
@@ -71,9 +76,11 @@ impl Managed {
         leader: bool,
     ) -> Result<()> {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &self.namespace);
+        let names = self.dns_names.join(",");
         let current = secrets
             .get_opt(&self.secret)
             .await?
+            .filter(|s| annotation(s, NAMES_ANNOTATION) == Some(names.as_str()))
             .and_then(|s| bundle_from_secret(&s));
         let renew_at =
             jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * RENEW_BEFORE_DAYS);
@@ -118,10 +125,13 @@ impl Managed {
             metadata: ObjectMeta {
                 name: Some(self.secret.clone()),
                 namespace: Some(self.namespace.clone()),
-                annotations: Some(BTreeMap::from([(
-                    NOT_AFTER_ANNOTATION.to_string(),
-                    bundle.not_after.to_string(),
-                )])),
+                annotations: Some(BTreeMap::from([
+                    (
+                        NOT_AFTER_ANNOTATION.to_string(),
+                        bundle.not_after.to_string(),
+                    ),
+                    (NAMES_ANNOTATION.to_string(), self.dns_names.join(",")),
+                ])),
                 ..Default::default()
             },
             type_: Some("kubernetes.io/tls".to_string()),
@@ -134,7 +144,8 @@ impl Managed {
         }
     }
 
-    /// Sets `caBundle` on every webhook of the configuration when it differs.
+    /// Sets `caBundle` (and, out of cluster, `url` in place of `service`) on every webhook of
+    /// the configuration when it differs.
     async fn publish_ca(&self, client: &Client, ca_pem: &str) -> Result<()> {
         let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
         let Some(mut config) = api.get_opt(&self.webhook_configuration).await? else {
@@ -146,6 +157,13 @@ impl Managed {
         for hook in config.webhooks.iter_mut().flatten() {
             if hook.client_config.ca_bundle.as_ref() != Some(&wanted) {
                 hook.client_config.ca_bundle = Some(wanted.clone());
+                changed = true;
+            }
+            if let Some(url) = &self.url
+                && hook.client_config.url.as_ref() != Some(url)
+            {
+                hook.client_config.url = Some(url.clone());
+                hook.client_config.service = None;
                 changed = true;
             }
         }
@@ -166,6 +184,15 @@ fn first_pem(pem: &str) -> &str {
         Some(i) => &pem[..i + END.len() + usize::from(pem[i + END.len()..].starts_with('\n'))],
         None => pem,
     }
+}
+
+fn annotation<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
 }
 
 /// Reads a bundle from the Secret; `None` when anything is missing or unreadable.
@@ -209,6 +236,7 @@ mod tests {
             secret: "ray-history-webhook-tls".into(),
             webhook_configuration: "ray-history".into(),
             dns_names: vec!["ray-history-webhook.ray-history.svc".into()],
+            url: None,
         }
     }
 

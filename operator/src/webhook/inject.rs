@@ -103,8 +103,48 @@ pub fn is_injected(pod: &Pod) -> bool {
         })
 }
 
+/// The custom resource a Ray cluster belongs to (`RayJob`, `RayService`, or the `RayCluster`
+/// itself), as the collector records it in `metadata.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Kind, e.g. `RayJob`.
+    pub kind: String,
+    /// Name of the object.
+    pub name: String,
+}
+
+impl Owner {
+    /// From KubeRay's origin labels, which it puts on the RayCluster (not on its pods): `cluster`
+    /// is the RayCluster's labels when known, else the pod's own are tried, else the
+    /// RayCluster is its own owner.
+    pub fn of(pod: &Pod, cluster: Option<&BTreeMap<String, String>>) -> Owner {
+        let labels = pod.labels();
+        let origin = |key: &str| {
+            cluster
+                .and_then(|c| c.get(key))
+                .or_else(|| labels.get(key))
+                .cloned()
+        };
+        match (origin(ORIGIN_KIND_LABEL), origin(ORIGIN_NAME_LABEL)) {
+            (Some(kind), Some(name)) => Owner { kind, name },
+            _ => Owner {
+                kind: "RayCluster".to_string(),
+                name: labels.get(CLUSTER_LABEL).cloned().unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// The name of the pod's `RayCluster` owner, if it has one.
+pub fn ray_cluster_owner(pod: &Pod) -> Option<&str> {
+    pod.owner_references()
+        .iter()
+        .find(|o| o.kind == "RayCluster")
+        .map(|o| o.name.as_str())
+}
+
 /// Returns `pod` with the collector injected for `storage`.
-pub fn inject(pod: &Pod, storage: &HistoryStorage, default_image: &str) -> Pod {
+pub fn inject(pod: &Pod, storage: &HistoryStorage, owner: &Owner, default_image: &str) -> Pod {
     let mut pod = pod.clone();
     let labels = pod.labels().clone();
     let cluster_id = pod
@@ -161,15 +201,8 @@ pub fn inject(pod: &Pod, storage: &HistoryStorage, default_image: &str) -> Pod {
     if let Some(id) = cluster_id {
         env.push(plain("RAY_CLUSTER_ID", &id));
     }
-    let owner_kind = labels
-        .get(ORIGIN_KIND_LABEL)
-        .cloned()
-        .unwrap_or("RayCluster".into());
-    let owner_name = labels
-        .get(ORIGIN_NAME_LABEL)
-        .unwrap_or(&labels[CLUSTER_LABEL]);
-    env.push(plain("OWNER_KIND", &owner_kind));
-    env.push(plain("OWNER_NAME", owner_name));
+    env.push(plain("OWNER_KIND", &owner.kind));
+    env.push(plain("OWNER_NAME", &owner.name));
     env.extend(storage.spec.secret_env_vars());
 
     let mut args = vec!["run".to_string()];
@@ -333,10 +366,46 @@ mod tests {
     }
 
     #[test]
+    fn the_owner_comes_from_the_ray_cluster_labels() {
+        let pod = ray_pod("head");
+        let cluster = pod.labels()[CLUSTER_LABEL].clone();
+        assert_eq!(
+            Owner::of(&pod, None),
+            Owner {
+                kind: "RayCluster".into(),
+                name: cluster.clone()
+            }
+        );
+        // KubeRay labels the RayJob's RayCluster, not its pods.
+        let labels = BTreeMap::from([
+            (ORIGIN_KIND_LABEL.to_string(), "RayJob".to_string()),
+            (ORIGIN_NAME_LABEL.to_string(), "squares".to_string()),
+        ]);
+        assert_eq!(
+            Owner::of(&pod, Some(&labels)),
+            Owner {
+                kind: "RayJob".into(),
+                name: "squares".into()
+            }
+        );
+        let storage: HistoryStorage = serde_json::from_value(serde_json::json!({
+            "apiVersion": "rayhistory.io/v1alpha1", "kind": "HistoryStorage",
+            "metadata": {"name": "h", "namespace": "ray"},
+            "spec": {"storage": "azureblob", "collector": {"inject": true}}
+        }))
+        .unwrap();
+        let injected = inject(&pod, &storage, &Owner::of(&pod, Some(&labels)), "c:1");
+        let collector = &injected.spec.unwrap().init_containers.unwrap()[0];
+        assert_eq!(env(collector, "OWNER_KIND"), Some("RayJob"));
+        assert_eq!(env(collector, "OWNER_NAME"), Some("squares"));
+    }
+
+    #[test]
     fn http_events_point_ray_at_the_collector() {
         let mut storage = HistoryStorage::test().configured();
         storage.spec.collector.events = EventsMode::Http;
-        let pod = inject(&ray_pod("head"), &storage, "collector:1");
+        let head = ray_pod("head");
+        let pod = inject(&head, &storage, &Owner::of(&head, None), "collector:1");
         let ray = &pod.spec.as_ref().unwrap().containers[0];
         assert_eq!(env(ray, "RAY_enable_ray_event"), Some("1"));
         assert_eq!(

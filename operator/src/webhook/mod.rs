@@ -32,6 +32,9 @@ pub const MUTATE_PATH: &str = "/mutate";
 pub struct WebhookState {
     /// Every `HistoryStorage`, kept current by a reflector.
     pub storages: Store<HistoryStorage>,
+    /// Reads a pod's RayCluster for KubeRay's origin labels (a RayJob's pods do not carry
+    /// them); `None` records every cluster as its own owner.
+    pub client: Option<kube::Client>,
     /// Collector image when the `HistoryStorage` names none.
     pub collector_image: String,
     /// Metrics.
@@ -50,7 +53,7 @@ async fn mutate(
     State(state): State<WebhookState>,
     body: Bytes,
 ) -> Json<AdmissionReview<DynamicObject>> {
-    let (response, outcome) = review(&state, &body);
+    let (response, outcome) = review(&state, &body).await;
     state
         .metrics
         .admissions
@@ -60,7 +63,7 @@ async fn mutate(
 }
 
 /// Decides one review; returns the response and the outcome for metrics and logs.
-fn review(state: &WebhookState, body: &[u8]) -> (AdmissionResponse, &'static str) {
+async fn review(state: &WebhookState, body: &[u8]) -> (AdmissionResponse, &'static str) {
     let request: AdmissionRequest<Pod> = match serde_json::from_slice::<AdmissionReview<Pod>>(body)
         .map_err(|e| e.to_string())
         .and_then(|r| {
@@ -93,7 +96,9 @@ fn review(state: &WebhookState, body: &[u8]) -> (AdmissionResponse, &'static str
         Ok(storage) => storage,
         Err(skip) => return (response, skip.as_str()),
     };
-    let patched = inject::inject(pod, storage, &state.collector_image);
+    let cluster_labels = cluster_labels(state, &namespace, pod).await;
+    let owner = inject::Owner::of(pod, cluster_labels.as_ref());
+    let patched = inject::inject(pod, storage, &owner, &state.collector_image);
     let patch = match (serde_json::to_value(pod), serde_json::to_value(&patched)) {
         (Ok(before), Ok(after)) => json_patch::diff(&before, &after),
         _ => {
@@ -114,6 +119,48 @@ fn review(state: &WebhookState, body: &[u8]) -> (AdmissionResponse, &'static str
         ),
     }
 }
+
+/// KubeRay's RayCluster API (`ray.io/v1`), read as metadata only.
+fn ray_clusters(client: kube::Client, namespace: &str) -> kube::Api<DynamicObject> {
+    let resource = kube::core::ApiResource {
+        group: "ray.io".into(),
+        version: "v1".into(),
+        api_version: "ray.io/v1".into(),
+        kind: "RayCluster".into(),
+        plural: "rayclusters".into(),
+    };
+    kube::Api::namespaced_with(client, namespace, &resource)
+}
+
+/// The labels of the pod's RayCluster, or `None` when it has none or it cannot be read in time
+/// (then the pod's own labels decide; the pod is never held up for long).
+async fn cluster_labels(
+    state: &WebhookState,
+    namespace: &str,
+    pod: &Pod,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let client = state.client.clone()?;
+    let name = inject::ray_cluster_owner(pod)?;
+    let api = ray_clusters(client, namespace);
+    match tokio::time::timeout(CLUSTER_LOOKUP_TIMEOUT, api.get_metadata(name)).await {
+        Ok(Ok(cluster)) => Some(cluster.metadata.labels.unwrap_or_default()),
+        Ok(Err(e)) => {
+            tracing::warn!(namespace, cluster = name, error = %e, "cannot read the RayCluster; owner taken from the pod");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                namespace,
+                cluster = name,
+                "RayCluster read timed out; owner taken from the pod"
+            );
+            None
+        }
+    }
+}
+
+/// Longest wait for a pod's RayCluster (the API server gives the whole webhook 5 s or so).
+const CLUSTER_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An allowed, unpatched answer to a review that could not be read, with the uid when the
 /// body has one (the API server matches responses by uid).
