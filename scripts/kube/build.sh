@@ -47,17 +47,35 @@ timed() {
     log "$1 took $((SECONDS - start)) s"
 }
 
+# go_binary NAME MODULE VERSION PACKAGE OUTPUT [LDFLAGS]: builds one binary of an upstream module
+# from a consumer module; the module's source dir is left in $MODULE_DIR for extra files.
+go_binary() {
+    local name="$1" module="$2" version="$3" package="$4" output="$5" ldflags="${6:-}"
+    local dir
+    dir="$(consumer "$name")"
+    (
+        cd "$dir"
+        go get "$module@$version" >/dev/null
+        go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$output" "$package"
+    )
+    MODULE_DIR="$(cd "$dir" && go list -m -f '{{.Dir}}' "$module")"
+}
+
+# copy_files DEST FILES...: replaces folder DEST under $KUBE_TOOLS with FILES (writable copies).
+copy_files() {
+    local dest="$KUBE_TOOLS/$1"
+    shift
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    cp "$@" "$dest/"
+    chmod u+w "$dest"/*
+}
+
 build_etcd() {
     VERSION_WANTED="$ETCD_VERSION"
     up_to_date etcd "$ETCD_VERSION" etcd && return
     log "building etcd $ETCD_VERSION"
-    local dir
-    dir="$(consumer etcd)"
-    (
-        cd "$dir"
-        go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null
-        go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
-    )
+    go_binary etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd
     echo "$ETCD_VERSION" >"$BIN/.etcd.version"
 }
 
@@ -99,23 +117,12 @@ build_kwok() {
     VERSION_WANTED="$KWOK_VERSION"
     up_to_date kwok "$KWOK_VERSION" kwok && return
     log "building kwok $KWOK_VERSION"
-    local dir
-    dir="$(consumer kwok)"
-    (
-        cd "$dir"
-        go get "sigs.k8s.io/kwok@$KWOK_VERSION" >/dev/null
-        go build -trimpath -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
-            -o "$BIN/kwok" sigs.k8s.io/kwok/cmd/kwok
-        # kwok's stage configs (pods and nodes reach Ready without a kubelet).
-        local mod
-        mod="$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
-        rm -rf "$KUBE_TOOLS/kwok-stages"
-        mkdir -p "$KUBE_TOOLS/kwok-stages"
-        cp "$mod"/kustomize/stage/node/fast/node-*.yaml "$mod"/kustomize/stage/pod/fast/pod-*.yaml \
-            "$mod"/kustomize/stage/node/heartbeat-with-lease/node-*.yaml \
-            "$KUBE_TOOLS/kwok-stages/"
-        chmod u+w "$KUBE_TOOLS"/kwok-stages/*.yaml
-    )
+    go_binary kwok sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok kwok \
+        "-X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION"
+    # kwok's stage configs: nodes and pods reach Ready (and nodes keep their lease) without a kubelet.
+    copy_files kwok-stages "$MODULE_DIR"/kustomize/stage/node/fast/node-*.yaml \
+        "$MODULE_DIR"/kustomize/stage/pod/fast/pod-*.yaml \
+        "$MODULE_DIR"/kustomize/stage/node/heartbeat-with-lease/node-*.yaml
     echo "$KWOK_VERSION" >"$BIN/.kwok.version"
 }
 
@@ -123,20 +130,9 @@ build_kuberay() {
     VERSION_WANTED="$KUBERAY_VERSION"
     up_to_date kuberay "$KUBERAY_VERSION" kuberay-operator && return
     log "building KubeRay's operator $KUBERAY_VERSION"
-    local dir
-    dir="$(consumer kuberay)"
-    (
-        cd "$dir"
-        go get "github.com/ray-project/kuberay/ray-operator@$KUBERAY_VERSION" >/dev/null
-        go build -trimpath -ldflags "-s -w" -o "$BIN/kuberay-operator" \
-            github.com/ray-project/kuberay/ray-operator
-        local mod
-        mod="$(go list -m -f '{{.Dir}}' github.com/ray-project/kuberay/ray-operator)"
-        rm -rf "$KUBE_TOOLS/kuberay-crds"
-        mkdir -p "$KUBE_TOOLS/kuberay-crds"
-        cp "$mod"/config/crd/bases/*.yaml "$KUBE_TOOLS/kuberay-crds/"
-        chmod u+w "$KUBE_TOOLS"/kuberay-crds/*.yaml
-    )
+    go_binary kuberay github.com/ray-project/kuberay/ray-operator "$KUBERAY_VERSION" \
+        github.com/ray-project/kuberay/ray-operator kuberay-operator
+    copy_files kuberay-crds "$MODULE_DIR"/config/crd/bases/*.yaml
     echo "$KUBERAY_VERSION" >"$BIN/.kuberay.version"
 }
 
@@ -144,13 +140,8 @@ build_fake-gcs() {
     VERSION_WANTED="$FAKE_GCS_VERSION"
     up_to_date fake-gcs "$FAKE_GCS_VERSION" fake-gcs-server && return
     log "building fake-gcs-server $FAKE_GCS_VERSION"
-    local dir
-    dir="$(consumer fake-gcs)"
-    (
-        cd "$dir"
-        go get "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION" >/dev/null
-        go build -trimpath -ldflags "-s -w" -o "$BIN/fake-gcs-server" github.com/fsouza/fake-gcs-server
-    )
+    go_binary fake-gcs github.com/fsouza/fake-gcs-server "$FAKE_GCS_VERSION" \
+        github.com/fsouza/fake-gcs-server fake-gcs-server
     echo "$FAKE_GCS_VERSION" >"$BIN/.fake-gcs.version"
 }
 
@@ -163,10 +154,7 @@ build_cert-manager-crds() {
     local dir
     dir="$(cd "$SRC" && go mod download -json "github.com/cert-manager/cert-manager@$CERT_MANAGER_VERSION" |
         sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    rm -rf "$out"
-    mkdir -p "$out"
-    cp "$dir"/deploy/crds/cert-manager.io_*.yaml "$out/"
-    chmod u+w "$out"/*.yaml
+    copy_files cert-manager-crds "$dir"/deploy/crds/cert-manager.io_*.yaml
     echo "$CERT_MANAGER_VERSION" >"$BIN/.cert-manager-crds.version"
 }
 
