@@ -10,7 +10,7 @@ PYTOOLS := $(VENV)/.pytools-installed
 export RAY_HISTORY_TOOLS := $(TOOLS)
 CARGO ?= cargo
 
-.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server demo run e2e-kind chart clean kube-tools kube-up kube-down
+.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server demo run e2e-kind chart clean kube-tools kube-up kube-down fixtures
 
 all: build
 
@@ -101,6 +101,11 @@ bench-collector: tools apt-bench-tools
 bench-server: tools apt-bench-tools
 	$(CARGO) build --release -p ray-history-server --bins --example bench-server
 	./target/release/examples/bench-server run
+
+# Re-capture the Ray fixtures the tests read from a real Ray into fixtures/ray-2.60-session.new
+# (compare, then replace fixtures/ray-2.60-session: tests name ids from it).
+fixtures: $(RAY)
+	$(VENV)/bin/python scripts/capture_fixtures.py fixtures/ray-2.60-session.new
 
 # Regenerate the chart's CRDs from the Rust types (a test checks they are in sync).
 chart:

@@ -187,10 +187,7 @@ async fn a_twenty_second_storage_outage_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_backfills_a_real_session_dir_and_can_run_again() {
-    let fixtures = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/ray-2.60-session"
-    );
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/ray-2.60-session");
     let dir = std::fs::read_dir(fixtures)
         .unwrap()
         .flatten()

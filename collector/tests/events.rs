@@ -15,7 +15,7 @@ use serde_json::Value;
 
 const POSTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/ray-2.60-session/http-aggregator-posts"
+    "/../fixtures/ray-2.60-session/http-aggregator-posts"
 );
 /// The session the camelCase posts name; the snake_case ones name another (unknown) session
 /// and so go to the live one.

@@ -1,4 +1,4 @@
-//! Parsers and merge rules on real Ray 2.60 event files (`shared/fixtures/ray-2.60-session`):
+//! Parsers and merge rules on real Ray 2.60 event files (`fixtures/ray-2.60-session`):
 //! export events, HTTP RayEvents (camelCase and snake_case) and cluster events. Shuffled and
 //! re-split input gives the identical state.
 
@@ -9,13 +9,13 @@ use ray_history_server::loader::parse_files;
 use ray_history_server::model::{ActorState, JobStatus, NodeState, Session, TaskState, TaskType};
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/ray-2.60-session")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ray-2.60-session")
 }
 
 /// Every event file of a fixture session dir, with its kind.
 fn session_files(name_suffix: &str) -> Vec<(FileKind, Vec<u8>)> {
     let dir = std::fs::read_dir(fixtures())
-        .expect("shared/fixtures/ray-2.60-session must exist beside the repository")
+        .expect("fixtures/ray-2.60-session must exist in the repository")
         .flatten()
         .find(|e| e.file_name().to_string_lossy().ends_with(name_suffix))
         .expect("fixture session")
