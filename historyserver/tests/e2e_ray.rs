@@ -117,6 +117,7 @@ fn wait_for_tasks(base: &str) {
 }
 
 struct Live {
+    cli: [Value; 4],
     tasks: Value,
     actors: Value,
     jobs: Value,
@@ -129,6 +130,64 @@ struct Live {
     task_log: String,
     square_id: String,
     node: String,
+}
+
+/// What `ray list <what>` prints, each row keyed by `id` and cut to the columns compared.
+const CLI_LISTS: [(&str, &str, &[&str]); 4] = [
+    (
+        "actors",
+        "actor_id",
+        &["class_name", "name", "job_id", "state"],
+    ),
+    ("nodes", "node_id", &["node_ip", "is_head_node"]),
+    (
+        "jobs",
+        "submission_id",
+        &["job_id", "type", "status", "entrypoint"],
+    ),
+    (
+        "tasks",
+        "task_id",
+        &[
+            "attempt_number",
+            "name",
+            "state",
+            "type",
+            "func_or_class_name",
+            "job_id",
+            "parent_task_id",
+            "error_type",
+        ],
+    ),
+];
+
+/// Ray's own CLI: `ray list <what> --address <address> --format json --limit 1000`.
+fn ray_list(address: &str, what: &str) -> Value {
+    let out = std::process::Command::new(ray_history_testkit::tool("venv/bin/ray"))
+        .args([
+            "list",
+            what,
+            "--address",
+            address,
+            "--format",
+            "json",
+            "--limit",
+            "1000",
+        ])
+        .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        .output()
+        .expect("run ray list");
+    assert!(
+        out.status.success(),
+        "ray list {what} --address {address}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ray list {what}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 fn record(head: &RayHead) -> Live {
@@ -152,6 +211,7 @@ fn record(head: &RayHead) -> Live {
         .unwrap()
         .to_string();
     Live {
+        cli: CLI_LISTS.map(|(what, _, _)| ray_list(&base, what)),
         actors: live_json(&base, "logical/actors"),
         jobs: live_json(&base, "api/jobs/"),
         events: live_json(&base, "events"),
@@ -341,6 +401,51 @@ async fn run(mode: Mode, container: &str) {
             "task log: live {:?} vs ours {task_log:?}",
             live.task_log
         ));
+    }
+    // Ray's own CLI pointed at the session URL prints what it printed against the live head.
+    let address = prefix.clone();
+    let ours: Vec<Value> = tokio::task::spawn_blocking(move || {
+        CLI_LISTS
+            .iter()
+            .map(|(what, _, _)| ray_list(&address, what))
+            .collect()
+    })
+    .await
+    .unwrap();
+    for ((what, id, fields), (live_rows, our_rows)) in
+        CLI_LISTS.iter().zip(live.cli.iter().zip(&ours))
+    {
+        let key = |row: &Value| format!("{}#{}", row[id], row["attempt_number"]);
+        let live_rows = live_rows.as_array().unwrap();
+        let our_rows = our_rows.as_array().unwrap();
+        if live_rows.len() != our_rows.len() {
+            diffs.push(format!(
+                "ray list {what}: {} live rows, {} ours",
+                live_rows.len(),
+                our_rows.len()
+            ));
+        }
+        for live_row in live_rows {
+            let Some(our_row) = our_rows.iter().find(|r| key(r) == key(live_row)) else {
+                diffs.push(format!("ray list {what}: no row {}", key(live_row)));
+                continue;
+            };
+            for field in *fields {
+                // HTTP events carry no submission-job record: a submitted job's entrypoint
+                // lives only in the GCS (issue "Ray's own tools on dead clusters", point 3).
+                if mode == Mode::HttpEvents && *what == "jobs" && *field == "entrypoint" {
+                    continue;
+                }
+                if live_row[field] != our_row[field] {
+                    diffs.push(format!(
+                        "ray list {what} {}: {field} live {} ours {}",
+                        key(live_row),
+                        live_row[field],
+                        our_row[field]
+                    ));
+                }
+            }
+        }
     }
     assert!(
         diffs.is_empty(),

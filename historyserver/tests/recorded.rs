@@ -119,6 +119,136 @@ async fn recorded_export_session_matches_live_dashboard() {
             ));
         }
     }
+    // Ray's State API lists (`ray list actors|nodes|jobs`): same rows, same columns, same values.
+    for (name, path, id, fields) in [
+        (
+            "actors_state",
+            "api/v0/actors?detail=1&limit=100",
+            "actor_id",
+            &[
+                "class_name",
+                "state",
+                "job_id",
+                "name",
+                "node_id",
+                "pid",
+                "ray_namespace",
+                "is_detached",
+                "required_resources",
+                "num_restarts",
+                "repr_name",
+                "placement_group_id",
+                "label_selector",
+                "serialized_runtime_env",
+                "death_cause.actor_died_error_context.error_message",
+            ][..],
+        ),
+        (
+            "nodes_state",
+            "api/v0/nodes",
+            "node_id",
+            &[
+                "node_ip",
+                "is_head_node",
+                "state",
+                "state_message",
+                "node_name",
+                "resources_total",
+                "labels",
+            ][..],
+        ),
+        (
+            "jobs_state",
+            "api/v0/jobs",
+            "submission_id",
+            &[
+                "job_id",
+                "entrypoint",
+                "type",
+                "status",
+                "message",
+                "error_type",
+                "driver_info",
+            ][..],
+        ),
+    ] {
+        let (status, ours) = support::get_json(&format!("{prefix}/{path}")).await;
+        assert_eq!(status, 200, "{path}: {ours}");
+        let live = answer(name);
+        let live_rows = live["data"]["result"]["result"].as_array().unwrap();
+        let our_rows = ours["data"]["result"]["result"].as_array().unwrap();
+        if live_rows.len() != our_rows.len() {
+            diffs.push(format!(
+                "{name}: {} live rows, {} ours",
+                live_rows.len(),
+                our_rows.len()
+            ));
+        }
+        for live_row in live_rows {
+            let live_keys: Vec<&String> = live_row.as_object().unwrap().keys().collect();
+            let Some(our_row) = our_rows.iter().find(|r| r[id] == live_row[id]) else {
+                diffs.push(format!("{name}: no row {id}={}", live_row[id]));
+                continue;
+            };
+            let our_keys: Vec<&String> = our_row.as_object().unwrap().keys().collect();
+            if live_keys != our_keys {
+                diffs.push(format!("{name}: columns {live_keys:?} vs {our_keys:?}"));
+            }
+            for field in fields {
+                let pointer = format!("/{}", field.replace('.', "/"));
+                if live_row.pointer(&pointer) != our_row.pointer(&pointer) {
+                    diffs.push(format!(
+                        "{name} {}: {field} live {:?} ours {:?}",
+                        live_row[id],
+                        live_row.pointer(&pointer),
+                        our_row.pointer(&pointer)
+                    ));
+                }
+            }
+        }
+    }
+    // Filters and limits as Ray applies them.
+    let (_, dead) = support::get_json(&format!(
+        "{prefix}/api/v0/actors?filter_keys=class_name&filter_predicates=%3D&filter_values=Counter"
+    ))
+    .await;
+    assert_eq!(dead["data"]["result"]["num_filtered"], 1, "{dead}");
+    assert_eq!(dead["data"]["result"]["total"], 3, "{dead}");
+    let (_, heads) = support::get_json(&format!(
+        "{prefix}/api/v0/nodes?filter_keys=is_head_node&filter_predicates=%3D&filter_values=True"
+    ))
+    .await;
+    assert_eq!(heads["data"]["result"]["num_filtered"], 1, "{heads}");
+    let (_, two) = support::get_json(&format!("{prefix}/api/v0/jobs?limit=2")).await;
+    assert_eq!(two["data"]["result"]["result"].as_array().unwrap().len(), 2);
+    // Drivers' parent is Ray's nil task id, never null (Ray's CLI refuses null).
+    let (_, with_drivers) = support::get_json(&format!(
+        "{prefix}/api/v0/tasks?exclude_driver=false&limit=1000"
+    ))
+    .await;
+    for live_task in answer("tasks_excl_driver")["data"]["result"]["result"]
+        .as_array()
+        .unwrap()
+    {
+        let ours = with_drivers["data"]["result"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| {
+                t["task_id"] == live_task["task_id"]
+                    && t["attempt_number"] == live_task["attempt_number"]
+            });
+        match ours {
+            Some(t) if t["parent_task_id"] == live_task["parent_task_id"] => {}
+            other => diffs.push(format!(
+                "task {} parent: live {} ours {:?}",
+                live_task["task_id"],
+                live_task["parent_task_id"],
+                other.map(|t| &t["parent_task_id"])
+            )),
+        }
+    }
+
     assert!(
         diffs.is_empty(),
         "{} differences:\n{}",

@@ -31,14 +31,14 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/events", get(events))
 }
 
-fn json_text(text: &str) -> Value {
+pub(super) fn json_text(text: &str) -> Value {
     if text.is_empty() {
         return json!({});
     }
     serde_json::from_str(text).unwrap_or_else(|_| json!({}))
 }
 
-fn node_ip(session: &LoadedSession, node: Option<NodeId>) -> String {
+pub(super) fn node_ip(session: &LoadedSession, node: Option<NodeId>) -> String {
     node.and_then(|id| session.state.node(&id))
         .map(|n| n.ip.to_string())
         .filter(|ip| !ip.is_empty())
@@ -85,7 +85,7 @@ fn actor_json(session: &LoadedSession, actor: &Actor) -> Value {
         "name": &*actor.def.name,
         "className": &*actor.def.class_name,
         "state": state.name(),
-        "numRestarts": current.map_or(0, |t| t.num_restarts).to_string(),
+        "numRestarts": super::state::num_restarts(actor).to_string(),
         "timestamp": current.map_or(0.0, |t| (t.ts_ns / 1_000_000) as f64),
         "pid": placement.map_or(0, |p| p.pid),
         "startTime": first(ActorState::Alive).unwrap_or(0),
@@ -175,7 +175,7 @@ fn ip_of(session: &LoadedSession, job: &DriverJob) -> DriverJob {
 
 /// Every job as `api/jobs/` lists them: submission jobs (joined with their driver), then
 /// driver-only jobs.
-fn all_jobs(session: &LoadedSession) -> Vec<(Option<JobId>, String, Value)> {
+pub(super) fn all_jobs(session: &LoadedSession) -> Vec<(Option<JobId>, String, Value)> {
     let state = &session.state;
     let mut out = Vec::new();
     let driver_of = |id: &str| {
@@ -490,7 +490,7 @@ fn bytes_text(bytes: f64) -> String {
 }
 
 /// Nodes from events, plus nodes known only from `metadir/` (no node events stored).
-fn all_nodes(session: &LoadedSession) -> Vec<Node> {
+pub(super) fn all_nodes(session: &LoadedSession) -> Vec<Node> {
     let mut nodes = session.state.nodes.clone();
     // HTTP node events do not say which node is the head; the collector's metadata does.
     let head = session.meta.head_node_id.as_ref().map(|n| n.as_str());

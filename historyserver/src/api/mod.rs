@@ -8,6 +8,7 @@ mod logs;
 mod misc;
 mod response;
 mod sessions;
+mod state;
 mod tasks;
 
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub struct AppState {
 /// The whole application router.
 pub fn app(state: AppState) -> Router {
     let ray = tasks::routes()
+        .merge(state::routes())
         .merge(entities::routes())
         .merge(logs::routes())
         .merge(misc::routes());

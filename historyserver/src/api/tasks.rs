@@ -69,13 +69,16 @@ const TASK_FILTER_COLUMNS: [&str; 16] = [
 ];
 
 /// One `filter_keys[i] filter_predicates[i] filter_values[i]` triple.
-struct Filter {
-    column: String,
-    equal: bool,
-    value: String,
+pub(crate) struct Filter {
+    pub column: String,
+    pub equal: bool,
+    pub value: String,
 }
 
-fn parse_filters(pairs: &[(String, String)], columns: &[&str]) -> Result<Vec<Filter>, ApiError> {
+pub(crate) fn parse_filters(
+    pairs: &[(String, String)],
+    columns: &[&str],
+) -> Result<Vec<Filter>, ApiError> {
     let keys: Vec<&str> = values(pairs, "filter_keys");
     let predicates: Vec<&str> = values(pairs, "filter_predicates");
     let vals: Vec<&str> = values(pairs, "filter_values");
@@ -123,6 +126,16 @@ fn values<'a>(pairs: &'a [(String, String)], key: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// Ray's nil task id: what it answers as the parent of a task that has none (drivers).
+const NIL_TASK_ID: &str = "ffffffffffffffffffffffffffffffffffffffffffffffff";
+
+/// The parent as Ray lists it: always a string (Ray's CLI refuses `null`).
+fn parent_hex(task: &Task) -> String {
+    task.def
+        .parent_task_id
+        .map_or_else(|| NIL_TASK_ID.to_string(), |id| id.hex())
+}
+
 fn opt_hex<const N: usize>(id: Option<Id<N>>) -> String {
     id.map(|i| i.hex()).unwrap_or_default()
 }
@@ -138,7 +151,7 @@ fn column(task: &Task, column: &str) -> String {
         "actor_id" => opt_hex(task.def.actor_id),
         "type" => task.def.task_type.unwrap_or_default().name().to_string(),
         "func_or_class_name" => task.def.func_or_class_name.to_string(),
-        "parent_task_id" => opt_hex(task.def.parent_task_id),
+        "parent_task_id" => parent_hex(task),
         "node_id" => opt_hex(task.node_id),
         "worker_id" => opt_hex(task.worker_id),
         "worker_pid" => task.worker_pid.map(|p| p.to_string()).unwrap_or_default(),
@@ -350,7 +363,7 @@ impl Serialize for TaskRow<'_> {
         m.serialize_entry("actor_id", &t.def.actor_id)?;
         m.serialize_entry("type", t.def.task_type.unwrap_or_default().name())?;
         m.serialize_entry("func_or_class_name", &*t.def.func_or_class_name)?;
-        m.serialize_entry("parent_task_id", &t.def.parent_task_id)?;
+        m.serialize_entry("parent_task_id", &parent_hex(t))?;
         m.serialize_entry("node_id", &t.node_id)?;
         m.serialize_entry("worker_id", &t.worker_id)?;
         m.serialize_entry("worker_pid", &t.worker_pid)?;
