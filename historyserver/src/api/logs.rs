@@ -30,6 +30,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/logs", get(list))
         .route("/api/v0/logs/{media_type}", get(file))
+        .route("/api/jobs/{job_id}/logs", get(job_logs))
 }
 
 /// Ray's log categories, decided by the file name as its log manager does.
@@ -432,6 +433,56 @@ fn finish(data: Bytes, filter_ansi: bool) -> Bytes {
     }
     let text = String::from_utf8_lossy(&data);
     Bytes::from(super::tasks::strip_ansi(&text))
+}
+
+/// `api/jobs/<id>/logs` (`ray job logs`): the whole driver log of a submitted job,
+/// `job-driver-<submission id>.log` on the head node, as `{"logs": …}`; `<id>` is the
+/// submission id or the job id. At most [`logs::MAX_RESPONSE`] bytes, the end of the log when
+/// it is longer.
+async fn job_logs(
+    Loaded(session): Loaded,
+    axum::extract::Path(path): axum::extract::Path<BTreeMap<String, String>>,
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<Response, ApiError> {
+    let wanted = path.get("job_id").map(String::as_str).unwrap_or_default();
+    let submission = super::entities::all_jobs(&session)
+        .into_iter()
+        .find(|(job_id, submission, _)| {
+            submission == wanted || job_id.is_some_and(|id| id.hex() == wanted)
+        })
+        .map(|(_, submission, _)| submission)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::not_found(format!("Job {wanted} does not exist.")))?;
+    let head = super::entities::all_nodes(&session)
+        .into_iter()
+        .find(|n| n.is_head)
+        .ok_or_else(|| ApiError::not_found("the session has no head node"))?;
+    let relative = format!("job-driver-{submission}.log");
+    let text = match node_files(&session, head.node_id)?
+        .iter()
+        .find(|f| f.relative == relative)
+    {
+        None => String::new(),
+        Some(file) => {
+            let node = ray_history_storage::layout::NodeId::new(&head.node_id.hex())
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let key = session
+                .cluster
+                .log_file(session.name(), &node, &relative)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let start = file.size.saturating_sub(logs::MAX_RESPONSE);
+            let bytes = state
+                .storage
+                .get_range(&key, start..file.size)
+                .await
+                .map_err(crate::Error::from)?;
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+    };
+    Ok(response::json(
+        StatusCode::OK,
+        &serde_json::json!({ "logs": text }),
+    ))
 }
 
 #[cfg(test)]
