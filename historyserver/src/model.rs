@@ -917,7 +917,7 @@ impl Builder {
             .map(|a| (a.actor_id, a.def.name.clone()))
             .collect();
         drop(self.task_index);
-        let mut tasks = self.tasks;
+        let mut tasks = drop_unlisted_attempts(self.tasks);
         for task in &mut tasks {
             finish_task(task, &actor_names);
         }
@@ -951,6 +951,31 @@ impl Builder {
 fn empty_text() -> Text {
     static EMPTY: std::sync::OnceLock<Text> = std::sync::OnceLock::new();
     EMPTY.get_or_init(|| Text::from("")).clone()
+}
+
+/// Drops attempts that Ray itself never lists: no definition and nothing but a running state
+/// (an actor's restarted creation task), when another attempt of the task has a definition.
+/// The live GCS has no row for them, so `ray list tasks` and `summarize` do not count them.
+fn drop_unlisted_attempts(tasks: Vec<Task>) -> Vec<Task> {
+    let defined = |t: &Task| t.def.task_type.is_some() || !t.def.func_or_class_name.is_empty();
+    let running_only = |t: &Task| {
+        TaskState::ALL.iter().all(|s| {
+            t.state_ts[*s as usize] == 0
+                || matches!(
+                    s,
+                    TaskState::Running | TaskState::RunningInRayGet | TaskState::RunningInRayWait
+                )
+        })
+    };
+    let with_definition: std::collections::HashSet<TaskId> = tasks
+        .iter()
+        .filter(|t| defined(t))
+        .map(|t| t.task_id)
+        .collect();
+    tasks
+        .into_iter()
+        .filter(|t| defined(t) || !running_only(t) || !with_definition.contains(&t.task_id))
+        .collect()
 }
 
 fn finish_task(task: &mut Task, actor_names: &HashMap<ActorId, Text>) {
@@ -1087,5 +1112,52 @@ impl Session {
             + self.submission_jobs.len() * 1024
             + self.nodes.len() * 512
             + self.events.len() * 1024
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(attempt: u32, definition: bool, states: &[(TaskState, u64)]) -> TaskUpdate {
+        TaskUpdate {
+            task_id: TaskId::from_hex("ffffffffffffffffdbc8de4aa87f3fda0124ec7201000000"),
+            attempt,
+            definition: definition.then(|| TaskDefinition {
+                task_type: Some(TaskType::ActorCreation),
+                func_or_class_name: Text::from("Counter.__init__"),
+                ..Default::default()
+            }),
+            states: states.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_running_only_attempt_without_definition_is_not_invented() {
+        let mut builder = Builder::default();
+        builder.task(update(
+            0,
+            true,
+            &[
+                (TaskState::PendingNodeAssignment, 1),
+                (TaskState::Finished, 3),
+            ],
+        ));
+        // The restart of the actor's creation task: Ray wrote only RUNNING for attempt 1.
+        builder.task(update(1, false, &[(TaskState::Running, 5)]));
+        let session = builder.finish();
+        assert_eq!(session.tasks.len(), 1);
+        assert_eq!(session.tasks[0].attempt, 0);
+
+        // An attempt with more than a running state is kept even without a definition.
+        let mut builder = Builder::default();
+        builder.task(update(0, true, &[(TaskState::Finished, 3)]));
+        builder.task(update(
+            1,
+            false,
+            &[(TaskState::PendingArgsAvail, 4), (TaskState::Running, 5)],
+        ));
+        assert_eq!(builder.finish().tasks.len(), 2);
     }
 }
