@@ -207,6 +207,26 @@ async fn recorded_export_session_matches_live_dashboard() {
             }
         }
     }
+    // `ray summary actors`, byte for byte (classes in Ray's order).
+    let body = reqwest::get(format!("{prefix}/api/v0/actors/summarize"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let live_text = std::fs::read_to_string(data().join("answers/actor_summarize.json")).unwrap();
+    let compact = |t: &str| {
+        serde_json::to_string(&serde_json::from_str::<serde_json::Value>(t).unwrap()).unwrap()
+    };
+    let classes_in_order = body
+        .find("JobSupervisor")
+        .zip(body.find("Counter"))
+        .is_some_and(|(j, c)| j < c);
+    if compact(&body) != compact(&live_text) || !classes_in_order {
+        diffs.push(format!(
+            "actors/summarize: live {live_text}\nvs ours {body}"
+        ));
+    }
     // Filters and limits as Ray applies them.
     let (_, dead) = support::get_json(&format!(
         "{prefix}/api/v0/actors?filter_keys=class_name&filter_predicates=%3D&filter_values=Counter"

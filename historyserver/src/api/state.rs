@@ -9,6 +9,7 @@ use axum::Router;
 use axum::extract::RawQuery;
 use axum::response::Response;
 use axum::routing::get;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::entities::{all_jobs, all_nodes, json_text, node_ip};
@@ -21,6 +22,7 @@ use crate::model::{Actor, ActorState, NodeState};
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/actors", get(actors))
+        .route("/api/v0/actors/summarize", get(actor_summary))
         .route("/api/v0/nodes", get(nodes))
         .route("/api/v0/jobs", get(jobs))
 }
@@ -296,4 +298,84 @@ async fn jobs(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Resp
         .map(|(_, _, job)| object(job))
         .collect();
     list(&JOBS, rows, query.as_deref())
+}
+
+/// A JSON object that keeps its keys in the order given (Ray's summaries list classes in the
+/// order of its sorted actor list, and `ray summary actors` prints them so); values are
+/// already-serialised JSON, since `serde_json::Value` objects sort their keys.
+struct Ordered(Vec<(String, Box<RawValue>)>);
+
+impl serde::Serialize for Ordered {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).expect("JSON of plain data")
+}
+
+/// `api/v0/actors/summarize` (`ray summary actors`): actors per class with their state counts.
+async fn actor_summary(Loaded(session): Loaded) -> Response {
+    let mut actors: Vec<&Actor> = session.state.actors.iter().collect();
+    actors.sort_by_key(|a| a.actor_id.hex());
+    let mut classes: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+    for actor in &actors {
+        let class = actor.def.class_name.to_string();
+        let state = actor
+            .current()
+            .map_or(ActorState::DependenciesUnready, |t| t.state)
+            .name()
+            .to_string();
+        let at = match classes.iter().position(|(c, _)| *c == class) {
+            Some(at) => at,
+            None => {
+                classes.push((class, Vec::new()));
+                classes.len() - 1
+            }
+        };
+        let counts = &mut classes[at].1;
+        match counts.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((state, 1)),
+        }
+    }
+    let summary = Ordered(
+        classes
+            .into_iter()
+            .map(|(class, counts)| {
+                let counts = Ordered(counts.into_iter().map(|(s, n)| (s, raw(&n))).collect());
+                let entry = Ordered(vec![
+                    ("class_name".into(), raw(&class)),
+                    ("state_counts".into(), raw(&counts)),
+                ]);
+                (class, raw(&entry))
+            })
+            .collect(),
+    );
+    let total = actors.len();
+    let cluster = Ordered(vec![
+        ("summary".into(), raw(&summary)),
+        ("total_actors".into(), raw(&total)),
+        ("summary_by".into(), raw(&"class")),
+    ]);
+    let by_node = Ordered(vec![("cluster".into(), raw(&cluster))]);
+    response::ok(
+        "",
+        Wrapped {
+            result: ListResult {
+                total,
+                num_after_truncation: total,
+                num_filtered: total,
+                result: Ordered(vec![("node_id_to_summary".into(), raw(&by_node))]),
+                partial_failure_warning: "",
+                warnings: None,
+            },
+        },
+    )
 }
