@@ -118,7 +118,7 @@ fn wait_for_tasks(base: &str) {
 
 struct Live {
     cli: [Value; 4],
-    cli_jobs: [String; 3],
+    cli_jobs: [String; 5],
     tasks: Value,
     actors: Value,
     jobs: Value,
@@ -163,10 +163,12 @@ const CLI_LISTS: [(&str, &str, &[&str]); 4] = [
 ];
 
 /// `ray job …` commands compared as text (what Ray's CLI prints on stdout).
-const CLI_JOB_COMMANDS: [&[&str]; 3] = [
+const CLI_JOB_COMMANDS: [&[&str]; 5] = [
     &["job", "logs", "e2e-ok"],
     &["job", "logs", "e2e-fail"],
     &["job", "status", "e2e-fail"],
+    &["summary", "tasks"],
+    &["summary", "actors"],
 ];
 
 /// The CLI's output without its own log prefixes (time, `cli.py:<line> --`) and the line naming
@@ -174,7 +176,8 @@ const CLI_JOB_COMMANDS: [&[&str]; 3] = [
 fn cli_text(output: &str) -> String {
     output
         .lines()
-        .filter(|l| !l.contains("Job submission server address"))
+        // The address it talked to, and the time a summary was printed.
+        .filter(|l| !l.contains("Job submission server address") && !l.contains(" Summary: "))
         .map(|l| {
             match l
                 .find(" cli.py:")

@@ -120,3 +120,18 @@ impl IntoResponse for ApiError {
         )
     }
 }
+
+/// A JSON object with its keys in the order given: Ray builds its summaries from Python dicts,
+/// and its CLI prints them in their insertion order (`serde_json::Value` would sort the keys).
+pub(crate) struct InOrder<K, V>(pub Vec<(K, V)>);
+
+impl<K: Serialize, V: Serialize> Serialize for InOrder<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}

@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::entities::{all_jobs, all_nodes, json_text, node_ip};
-use super::response::{self, ApiError};
+use super::response::{self, ApiError, InOrder};
 use super::tasks::{Filter, ListResult, Wrapped, parse_filters, parse_limit, query_pairs, truthy};
 use super::{AppState, Loaded};
 use crate::loader::LoadedSession;
@@ -300,21 +300,8 @@ async fn jobs(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Resp
     list(&JOBS, rows, query.as_deref())
 }
 
-/// A JSON object that keeps its keys in the order given (Ray's summaries list classes in the
-/// order of its sorted actor list, and `ray summary actors` prints them so); values are
-/// already-serialised JSON, since `serde_json::Value` objects sort their keys.
-struct Ordered(Vec<(String, Box<RawValue>)>);
-
-impl serde::Serialize for Ordered {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut map = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in &self.0 {
-            map.serialize_entry(k, v)?;
-        }
-        map.end()
-    }
-}
+/// Ray lists classes in the order of its sorted actor list; values are serialised JSON.
+type Ordered = InOrder<String, Box<RawValue>>;
 
 fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
     serde_json::value::to_raw_value(value).expect("JSON of plain data")
@@ -345,12 +332,12 @@ async fn actor_summary(Loaded(session): Loaded) -> Response {
             None => counts.push((state, 1)),
         }
     }
-    let summary = Ordered(
+    let summary: Ordered = InOrder(
         classes
             .into_iter()
             .map(|(class, counts)| {
-                let counts = Ordered(counts.into_iter().map(|(s, n)| (s, raw(&n))).collect());
-                let entry = Ordered(vec![
+                let counts = InOrder(counts.into_iter().map(|(s, n)| (s, raw(&n))).collect());
+                let entry: Ordered = InOrder(vec![
                     ("class_name".into(), raw(&class)),
                     ("state_counts".into(), raw(&counts)),
                 ]);
@@ -359,12 +346,12 @@ async fn actor_summary(Loaded(session): Loaded) -> Response {
             .collect(),
     );
     let total = actors.len();
-    let cluster = Ordered(vec![
+    let cluster: Ordered = InOrder(vec![
         ("summary".into(), raw(&summary)),
         ("total_actors".into(), raw(&total)),
         ("summary_by".into(), raw(&"class")),
     ]);
-    let by_node = Ordered(vec![("cluster".into(), raw(&cluster))]);
+    let by_node: Ordered = InOrder(vec![("cluster".into(), raw(&cluster))]);
     response::ok(
         "",
         Wrapped {
@@ -372,7 +359,7 @@ async fn actor_summary(Loaded(session): Loaded) -> Response {
                 total,
                 num_after_truncation: total,
                 num_filtered: total,
-                result: Ordered(vec![("node_id_to_summary".into(), raw(&by_node))]),
+                result: InOrder(vec![("node_id_to_summary", raw(&by_node))]),
                 partial_failure_warning: "",
                 warnings: None,
             },

@@ -1,7 +1,7 @@
 //! `api/v0/tasks`, `api/v0/tasks/summarize` and `api/v0/tasks/timeline`, in the shapes of
 //! Ray 2.60's state API.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::RawQuery;
@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
-use super::response::{self, ApiError};
+use super::response::{self, ApiError, InOrder};
 use super::{AppState, Loaded};
 use crate::ids::{ActorId, Id, JobId, TaskId};
 use crate::model::{Session, Task, TaskState, TaskType};
@@ -514,12 +514,12 @@ struct FuncSummary<'a> {
     func_or_class_name: &'a str,
     #[serde(rename = "type")]
     task_type: &'static str,
-    state_counts: BTreeMap<&'static str, u64>,
+    state_counts: InOrder<&'static str, u64>,
 }
 
 #[derive(Serialize)]
 struct ClusterSummary<'a> {
-    summary: BTreeMap<&'a str, FuncSummary<'a>>,
+    summary: InOrder<&'a str, FuncSummary<'a>>,
     total_tasks: u64,
     total_actor_tasks: u64,
     total_actor_scheduled: u64,
@@ -546,9 +546,9 @@ async fn summarize(
 ) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref());
     let by = query_get(&pairs, "summary_by").unwrap_or("func_name");
-    if by != "func_name" && by != "lineage" {
+    if !matches!(by, "func_name" | "task_name" | "lineage") {
         return Err(ApiError::bad_request(format!(
-            "invalid summary_by {by:?}: use func_name or lineage"
+            "invalid summary_by {by:?}: use func_name, task_name or lineage"
         )));
     }
     let filters = parse_filters(&pairs, &TASK_FILTER_COLUMNS)?;
@@ -580,17 +580,32 @@ async fn summarize(
             },
         ));
     }
-    let mut summary: BTreeMap<&str, FuncSummary> = BTreeMap::new();
-    for task in &selected {
+    // Ray groups its task list, sorted by task id, in order of first appearance.
+    let mut sorted = selected.clone();
+    sorted.sort_by_key(|t| (t.task_id, t.attempt));
+    let mut summary: InOrder<&str, FuncSummary> = InOrder(Vec::new());
+    for task in &sorted {
         let task_type = task.def.task_type.unwrap_or_default();
-        let entry = summary
-            .entry(&task.def.name)
-            .or_insert_with(|| FuncSummary {
-                func_or_class_name: &task.def.name,
-                task_type: task_type.name(),
-                state_counts: BTreeMap::new(),
-            });
-        *entry.state_counts.entry(task.state.name()).or_default() += 1;
+        let name: &str = &task.def.name;
+        let at = match summary.0.iter().position(|(k, _)| *k == name) {
+            Some(at) => at,
+            None => {
+                summary.0.push((
+                    name,
+                    FuncSummary {
+                        func_or_class_name: name,
+                        task_type: task_type.name(),
+                        state_counts: InOrder(Vec::new()),
+                    },
+                ));
+                summary.0.len() - 1
+            }
+        };
+        let counts = &mut summary.0[at].1.state_counts.0;
+        match counts.iter_mut().find(|(s, _)| *s == task.state.name()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((task.state.name(), 1)),
+        }
     }
     let cluster = ClusterSummary {
         summary,
