@@ -500,6 +500,16 @@ async fn run(mode: Mode, container: &str) {
                 our_rows.len()
             ));
         }
+        let matched = live_rows
+            .iter()
+            .filter(|l| our_rows.iter().any(|r| key(r) == key(l)))
+            .count();
+        // The comparison table of the issue note (`--nocapture` shows it).
+        println!(
+            "{container}: ray list {what}: live {}, history {}, matched {matched}",
+            live_rows.len(),
+            our_rows.len()
+        );
         for live_row in live_rows {
             let Some(our_row) = our_rows.iter().find(|r| key(r) == key(live_row)) else {
                 diffs.push(format!("ray list {what}: no row {}", key(live_row)));
