@@ -572,6 +572,32 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
         .count();
     assert_eq!(collectors, 1, "injected once");
 
+    // Pod Security `restricted` enforced: a RayCluster whose own containers comply is admitted
+    // with the collector, which complies too.
+    let strict = "rh-restricted";
+    namespace(
+        strict,
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    cp().apply(&azure_secret(strict, "azurite", azurite));
+    cp().apply(&history_storage(strict, "history", "azurite", true));
+    wait_condition(strict, "history", "Ready", "True");
+    let text = sample_raycluster(strict, "strict");
+    let mut cluster: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let restricted: serde_yaml::Value = serde_yaml::from_str(
+        "{allowPrivilegeEscalation: false, runAsNonRoot: true, runAsUser: 1000, \
+         capabilities: {drop: [ALL]}, seccompProfile: {type: RuntimeDefault}}",
+    )
+    .unwrap();
+    cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][0]["securityContext"] =
+        restricted.clone();
+    cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["securityContext"] =
+        restricted;
+    cp().apply(&serde_yaml::to_string(&cluster).unwrap());
+    for pod in wait_ray_pods(strict, "strict", 2) {
+        assert!(collector_of(&pod).is_some(), "{pod}");
+    }
+
     // A namespace whose HistoryStorage does not inject: untouched.
     let plain_ns = "rh-plain";
     namespace(plain_ns, &[]);
