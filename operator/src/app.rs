@@ -163,6 +163,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         webhook_listener,
         webhook::router(state),
         resolver,
+        tls::HANDSHAKE_TIMEOUT,
     ));
 
     let lock = LeaseLock::new(

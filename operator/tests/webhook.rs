@@ -15,6 +15,9 @@ use ray_history_operator::webhook::tls::{self, Resolver};
 use ray_history_operator::webhook::{self, WebhookState};
 use serde_json::{Value, json};
 
+/// Short, so the silent-client test is quick.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(300);
+
 const COLLECTOR_IMAGE: &str = "registry.example.com/ray-history-collector:test";
 
 fn fixture(name: &str) -> Value {
@@ -93,6 +96,7 @@ impl Server {
             listener,
             webhook::router(state),
             resolver.clone(),
+            HANDSHAKE_TIMEOUT,
         ));
         Self {
             url: format!("https://localhost:{port}{}", webhook::MUTATE_PATH),
@@ -453,4 +457,22 @@ async fn new_certificate_is_served_without_restart() {
         .expect("rotated certificate served");
     assert_eq!(ok.status(), 200);
     drop(server.writer);
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_handshake_is_dropped() {
+    use tokio::io::AsyncReadExt;
+    let server = Server::start(vec![]).await;
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", server.port))
+        .await
+        .expect("connect");
+    let mut buf = [0u8; 16];
+    // The server closes the connection once the handshake timeout passes.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), silent.read(&mut buf))
+        .await
+        .expect("closed within the timeout");
+    assert_eq!(read.expect("read"), 0, "connection closed without data");
+    // And it still serves a proper client.
+    let (response, _) = server.admit(&fixture("head-pod.json"), "ray").await;
+    assert_eq!(response["allowed"], true);
 }

@@ -155,12 +155,16 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// How long a client may take to finish the TLS handshake (the API server takes milliseconds).
+pub const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `router` over HTTPS on `listener` with the certificate from `resolver`, until the
 /// task is dropped. Handshake or connection errors only end that connection.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     resolver: Arc<Resolver>,
+    handshake_timeout: std::time::Duration,
 ) -> Result<(), TlsError> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -179,10 +183,15 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(e) => {
+            // A client that connects and sends nothing must not hold a task and a socket.
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "webhook TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "webhook TLS handshake timed out");
                     return;
                 }
             };
