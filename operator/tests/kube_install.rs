@@ -538,6 +538,23 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
                 >= 45,
             "{name}: grace period"
         );
+        // The checkpoint and spool volume is the collector's alone.
+        let mounts = |c: &Value| -> Vec<String> {
+            c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["name"].as_str().map(String::from))
+                .collect()
+        };
+        assert!(
+            mounts(collector).contains(&"ray-history-state".to_string()),
+            "{name}"
+        );
+        assert!(
+            !mounts(ray).contains(&"ray-history-state".to_string()),
+            "{name}"
+        );
         assert_eq!(
             pod["metadata"]["annotations"]["rayhistory.io/injected"], "history",
             "{name}"

@@ -225,6 +225,8 @@ async fn head_pod_gets_collector_sidecar_and_passes_strict_validation() {
         c.args.as_ref().unwrap(),
         &[
             "run",
+            "--state-dir",
+            "/var/lib/ray-history",
             "--flush-interval",
             "2s",
             "--metrics-listen",

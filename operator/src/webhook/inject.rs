@@ -32,6 +32,11 @@ pub const INJECT_ANNOTATION: &str = "rayhistory.io/inject";
 pub const RAY_TMP: &str = "/tmp/ray";
 /// Volume added when the Ray container has none at `/tmp/ray`.
 pub const TMP_VOLUME: &str = "ray-history-tmp";
+/// The collector's own volume for its checkpoint and event spool: Ray's user code shares
+/// `/tmp/ray` and must not be able to rewrite them.
+pub const STATE_VOLUME: &str = "ray-history-state";
+/// Where the collector mounts [`STATE_VOLUME`].
+pub const STATE_DIR: &str = "/var/lib/ray-history";
 /// Collector metrics port.
 pub const METRICS_PORT: i32 = 9091;
 /// Default grace period: long enough for the collector's final flush.
@@ -205,7 +210,16 @@ pub fn inject(pod: &Pod, storage: &HistoryStorage, owner: &Owner, default_image:
     env.push(plain("OWNER_NAME", &owner.name));
     env.extend(storage.spec.secret_env_vars());
 
-    let mut args = vec!["run".to_string()];
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: STATE_VOLUME.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    });
+    let mut args = vec![
+        "run".to_string(),
+        "--state-dir".to_string(),
+        STATE_DIR.to_string(),
+    ];
     if let Some(interval) = &collector_spec.flush_interval {
         args.extend(["--flush-interval".to_string(), interval.clone()]);
     }
@@ -249,11 +263,18 @@ pub fn inject(pod: &Pod, storage: &HistoryStorage, owner: &Owner, default_image:
                 .unwrap_or_else(default_resources),
         ),
         security_context: Some(crate::crd::restricted()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: volume,
-            mount_path: RAY_TMP.to_string(),
-            ..Default::default()
-        }]),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: volume,
+                mount_path: RAY_TMP.to_string(),
+                ..Default::default()
+            },
+            VolumeMount {
+                name: STATE_VOLUME.to_string(),
+                mount_path: STATE_DIR.to_string(),
+                ..Default::default()
+            },
+        ]),
         ..Default::default()
     };
     spec.init_containers
@@ -424,6 +445,21 @@ mod tests {
         let collector = &pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0];
         assert_eq!(env(collector, "RAY_CLUSTER_ID"), Some("uid-1"));
         assert_eq!(collector.image.as_deref(), Some("collector:1"));
+        // Checkpoint and spool on a volume only the collector mounts.
+        let args = collector.args.clone().unwrap();
+        assert!(
+            args.windows(2).any(|w| w == ["--state-dir", STATE_DIR]),
+            "{args:?}"
+        );
+        let mounts = |c: &Container| -> Vec<String> {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| m.name.clone())
+                .collect()
+        };
+        assert!(mounts(collector).contains(&STATE_VOLUME.to_string()));
+        assert!(!mounts(ray).contains(&STATE_VOLUME.to_string()));
     }
 
     #[test]
