@@ -211,31 +211,11 @@ fn ray_cli(address: &str, args: &[&str]) -> String {
 
 /// Ray's own CLI: `ray list <what> --address <address> --format json --limit 1000`.
 fn ray_list(address: &str, what: &str) -> Value {
-    let out = std::process::Command::new(ray_history_testkit::tool("venv/bin/ray"))
-        .args([
-            "list",
-            what,
-            "--address",
-            address,
-            "--format",
-            "json",
-            "--limit",
-            "1000",
-        ])
-        .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        .output()
-        .expect("run ray list");
-    assert!(
-        out.status.success(),
-        "ray list {what} --address {address}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = ray_cli(
+        address,
+        &["list", what, "--format", "json", "--limit", "1000"],
     );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ray list {what}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ray list {what}: not JSON ({e}): {out}"))
 }
 
 fn record(head: &RayHead) -> Live {

@@ -92,6 +92,20 @@ fn resolve_node(
     Ok(None)
 }
 
+/// The storage key of a node's log file.
+fn log_key(
+    session: &LoadedSession,
+    node: NodeId,
+    relative: &str,
+) -> Result<object_store::path::Path, ApiError> {
+    let node = ray_history_storage::layout::NodeId::new(&node.hex())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    session
+        .cluster
+        .log_file(session.name(), &node, relative)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
 fn node_files(session: &LoadedSession, node: NodeId) -> Result<&[LogFile], ApiError> {
     ray_history_storage::layout::NodeId::new(&node.hex())
         .ok()
@@ -331,12 +345,7 @@ async fn file(
                 target.relative, target.node
             ))
         })?;
-    let node = ray_history_storage::layout::NodeId::new(&target.node.hex())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let key = session
-        .cluster
-        .log_file(session.name(), &node, &target.relative)
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let key = log_key(&session, target.node, &target.relative)?;
     let lines: i64 = match query_get(&pairs, "lines") {
         Some(t) => t
             .parse()
@@ -464,12 +473,7 @@ async fn job_logs(
     {
         None => String::new(),
         Some(file) => {
-            let node = ray_history_storage::layout::NodeId::new(&head.node_id.hex())
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let key = session
-                .cluster
-                .log_file(session.name(), &node, &relative)
-                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let key = log_key(&session, head.node_id, &relative)?;
             let start = file.size.saturating_sub(logs::MAX_RESPONSE);
             let bytes = state
                 .storage

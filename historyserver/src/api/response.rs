@@ -125,6 +125,21 @@ impl IntoResponse for ApiError {
 /// and its CLI prints them in their insertion order (`serde_json::Value` would sort the keys).
 pub(crate) struct InOrder<K, V>(pub Vec<(K, V)>);
 
+impl<K: PartialEq, V> InOrder<K, V> {
+    /// The value under `key`, appended with `make()` at the end when it is new (summaries
+    /// have a handful of keys, so a scan beats a second index).
+    pub(crate) fn entry(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        let at = match self.0.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                self.0.push((key, make()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[at].1
+    }
+}
+
 impl<K: Serialize, V: Serialize> Serialize for InOrder<K, V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;

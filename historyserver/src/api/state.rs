@@ -311,32 +311,20 @@ fn raw<T: serde::Serialize>(value: &T) -> Box<RawValue> {
 async fn actor_summary(Loaded(session): Loaded) -> Response {
     let mut actors: Vec<&Actor> = session.state.actors.iter().collect();
     actors.sort_by_key(|a| a.actor_id.hex());
-    let mut classes: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+    let mut classes: InOrder<String, InOrder<&str, u64>> = InOrder(Vec::new());
     for actor in &actors {
-        let class = actor.def.class_name.to_string();
         let state = actor
             .current()
             .map_or(ActorState::DependenciesUnready, |t| t.state)
-            .name()
-            .to_string();
-        let at = match classes.iter().position(|(c, _)| *c == class) {
-            Some(at) => at,
-            None => {
-                classes.push((class, Vec::new()));
-                classes.len() - 1
-            }
-        };
-        let counts = &mut classes[at].1;
-        match counts.iter_mut().find(|(s, _)| *s == state) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((state, 1)),
-        }
+            .name();
+        let counts = classes.entry(actor.def.class_name.to_string(), || InOrder(Vec::new()));
+        *counts.entry(state, || 0) += 1;
     }
     let summary: Ordered = InOrder(
         classes
+            .0
             .into_iter()
             .map(|(class, counts)| {
-                let counts = InOrder(counts.into_iter().map(|(s, n)| (s, raw(&n))).collect());
                 let entry: Ordered = InOrder(vec![
                     ("class_name".into(), raw(&class)),
                     ("state_counts".into(), raw(&counts)),

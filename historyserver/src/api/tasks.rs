@@ -587,25 +587,12 @@ async fn summarize(
     for task in &sorted {
         let task_type = task.def.task_type.unwrap_or_default();
         let name: &str = &task.def.name;
-        let at = match summary.0.iter().position(|(k, _)| *k == name) {
-            Some(at) => at,
-            None => {
-                summary.0.push((
-                    name,
-                    FuncSummary {
-                        func_or_class_name: name,
-                        task_type: task_type.name(),
-                        state_counts: InOrder(Vec::new()),
-                    },
-                ));
-                summary.0.len() - 1
-            }
-        };
-        let counts = &mut summary.0[at].1.state_counts.0;
-        match counts.iter_mut().find(|(s, _)| *s == task.state.name()) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((task.state.name(), 1)),
-        }
+        let entry = summary.entry(name, || FuncSummary {
+            func_or_class_name: name,
+            task_type: task_type.name(),
+            state_counts: InOrder(Vec::new()),
+        });
+        *entry.state_counts.entry(task.state.name(), || 0) += 1;
     }
     let cluster = ClusterSummary {
         summary,
