@@ -28,11 +28,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch the Ray temp dir and stream every session to storage until SIGTERM (default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Upload one session dir once, in parallel, then exit (backfill).
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
     /// Test the storage settings end to end and exit non-zero with the reason.
-    Check(ray_history_storage::check::CheckCommand),
+    Check(Box<ray_history_storage::check::CheckCommand>),
 }
 
 /// Settings of `run`.
@@ -75,6 +75,16 @@ pub struct RunArgs {
     /// …or at this age.
     #[arg(long, env = "EVENTS_ROLL_INTERVAL", default_value = "10m", value_parser = humantime::parse_duration)]
     pub events_roll_interval: Duration,
+    /// The head's Ray dashboard (e.g. `http://127.0.0.1:8265`): on the head, its State API is
+    /// snapshotted into storage, so the history has what the GCS knew. Unset: no snapshots.
+    #[arg(long, env = "RAY_DASHBOARD_URL")]
+    pub ray_dashboard_url: Option<reqwest::Url>,
+    /// Time between snapshots of the head's state (also taken whenever a job ends).
+    #[arg(long, env = "SNAPSHOT_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub snapshot_interval: Duration,
+    /// Most rows a snapshot takes of each State API list (Ray itself answers at most 10,000).
+    #[arg(long, env = "SNAPSHOT_LIMIT", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub snapshot_limit: u32,
     /// Address of `/healthz`, `/readyz` and `/metrics`, or `off`.
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9091", value_parser = parse_listen)]
     pub metrics_listen: Listen,

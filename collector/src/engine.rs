@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use object_store::path::Path as Key;
 use ray_history_storage::layout::{self, NodeId, SessionName};
+use ray_history_storage::metadata::NodeType;
 use ray_history_storage::retry::Backoff;
 use ray_history_storage::{Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
@@ -720,6 +721,22 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<()> {
         concurrency: usize::from(args.concurrency),
         final_flush_timeout: args.final_flush_timeout,
     };
+    // Cancelled with the engine, so the last snapshot runs beside the final flush.
+    let snapshots = stop.child_token();
+    let snapshot_task = match (&args.ray_dashboard_url, node.node_type) {
+        (Some(url), NodeType::Head) => Some(tokio::spawn(crate::snapshot::run(
+            crate::snapshot::Settings {
+                dashboard: url.clone(),
+                interval: args.snapshot_interval,
+                limit: args.snapshot_limit as usize,
+            },
+            storage.clone(),
+            node.cluster.clone(),
+            metrics.clone(),
+            snapshots.clone(),
+        ))),
+        _ => None,
+    };
     let watcher = Watcher::start(&args.ray_tmp_root, &state_dir)?;
     let engine = Engine::new(
         args.ray_tmp_root.clone(),
@@ -734,6 +751,9 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<()> {
     )?
     .with_watcher(watcher);
     let result = engine.run(stop).await;
+    if let Some(task) = snapshot_task {
+        let _ = task.await;
+    }
     servers.cancel();
     result
 }

@@ -4,7 +4,8 @@
 //! The [`engine`] runs one loop: [`discovery`] finds sessions, [`rotation`] reconciles the files
 //! on disk with the [`tracker`] state, [`uploader`] moves the new bytes, [`checkpoint`] records
 //! what storage confirmed, and [`metadata`] keeps `metadir/` current. [`events`] receives Ray's
-//! HTTP-pushed events into a local [`spool`]; [`server`] answers health and metrics.
+//! HTTP-pushed events into a local [`spool`]; on the head, [`snapshot`] stores what the
+//! dashboard's State API knows; [`server`] answers health and metrics.
 
 use std::path::PathBuf;
 
@@ -28,6 +29,8 @@ pub mod rotation;
 pub mod server;
 /// SIGTERM and SIGINT.
 pub mod shutdown;
+/// Snapshots of the head's GCS-backed state from its dashboard.
+pub mod snapshot;
 /// Received events on local disk until they are in storage.
 pub mod spool;
 /// `sync <session-dir>`: one-shot backfill.

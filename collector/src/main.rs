@@ -16,7 +16,7 @@ async fn run_command() -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Check(check)) => Ok(check.execute().await),
         Some(Command::Sync(args)) => {
-            let summary = sync::run(args).await?;
+            let summary = sync::run(*args).await?;
             tracing::info!(
                 files = summary.files,
                 bytes = summary.bytes,
@@ -24,7 +24,7 @@ async fn run_command() -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Run(args)) => run(args).await,
+        Some(Command::Run(args)) => run(*args).await,
         None => run(cli.run).await,
     }
 }

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub events_received: Counter,
     /// `/v1/events` requests refused (malformed, too large, no session).
     pub events_rejected: Counter,
+    /// Snapshots of the head's state stored.
+    pub snapshots: Counter,
+    /// Snapshots that failed (dashboard or storage).
+    pub snapshot_errors: Counter,
     registry: Arc<Registry>,
 }
 
@@ -62,6 +66,8 @@ impl Metrics {
             ),
             events_received: register(&mut r, "events_received", "RayEvents received over HTTP"),
             events_rejected: register(&mut r, "events_rejected", "Refused /v1/events requests"),
+            snapshots: register(&mut r, "snapshots", "Snapshots of the head's state stored"),
+            snapshot_errors: register(&mut r, "snapshot_errors", "Snapshots that failed"),
             registry: Arc::new(r),
         }
     }

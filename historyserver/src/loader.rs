@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, Key, NodeId, SessionName};
-use ray_history_storage::metadata::{NodeMetadata, SessionMetadata};
+use ray_history_storage::metadata::{NodeMetadata, SessionMetadata, SessionState};
 use rayon::prelude::*;
 
 use crate::Error;
@@ -95,6 +95,9 @@ pub async fn load(
             Ok(Key::NodeEvents { .. }) => {
                 event_files.push((object.location.clone(), FileKind::RayEvents, object.size));
             }
+            Ok(Key::Snapshot { .. }) => {
+                event_files.push((object.location.clone(), FileKind::Snapshot, object.size));
+            }
             _ => {}
         }
     }
@@ -121,7 +124,12 @@ pub async fn load(
         })
         .await?;
     }
-    let state = on_pool(move || merged.finish()).await?;
+    // A finalised session is over: whatever was still alive is shown as ended.
+    let ended_ns = (meta.state == SessionState::Finished)
+        .then(|| meta.end_time.unwrap_or(meta.last_heartbeat))
+        .and_then(|t| t.timestamp_nanos_opt())
+        .and_then(|t| u64::try_from(t).ok());
+    let state = on_pool(move || merged.finish_at(ended_ns)).await?;
     tracing::info!(
         session = %meta.session_name,
         tasks = state.tasks.len(),

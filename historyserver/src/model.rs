@@ -10,11 +10,17 @@
 //!   with the latest timestamp, ties broken by value;
 //! - definition fields take the first non-empty value, two different values resolve to the
 //!   smaller one;
-//! - actors, jobs and nodes pick their latest snapshot by (timestamp, progress rank).
+//! - actors, jobs and nodes pick their latest snapshot by (timestamp, progress rank); an
+//!   actor state seen again counts from when it was first seen;
+//! - head snapshots (`snapshot/*.jsonl`) feed the same updates; their rows of kinds without
+//!   events keep the newest per id.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+
+use ray_history_storage::layout::SnapshotKind;
+use serde_json::value::RawValue;
 
 use crate::ids::{ActorId, JobId, NodeId, PlacementGroupId, TaskId, WorkerId};
 
@@ -181,6 +187,8 @@ pub struct Profile {
     pub component_id: Text,
     pub node_ip_address: Text,
     pub events: Vec<ProfileEvent>,
+    /// Taken whole from a head snapshot (millisecond times): replaced by any event data.
+    pub from_snapshot: bool,
 }
 
 /// Keeps `new` (carried by an update stamped `new_stamp`) over `slot` when its update is
@@ -418,6 +426,13 @@ fn merge_profile(slot: &mut Option<Box<Profile>>, new: Option<Box<Profile>>) {
     let Some(new) = new else { return };
     match slot {
         None => *slot = Some(new),
+        // A snapshot repeats every profile event of the task, with coarser times.
+        Some(old)
+            if old.from_snapshot && (!new.from_snapshot || new.events.len() > old.events.len()) =>
+        {
+            *slot = Some(new)
+        }
+        Some(old) if new.from_snapshot => {}
         Some(old) => {
             take_text(&mut old.component_type, new.component_type);
             take_text(&mut old.component_id, new.component_id);
@@ -731,7 +746,7 @@ impl Node {
     }
 }
 
-/// A cluster event from `logs/events/event_*.log`, keys already in the dashboard's camelCase.
+/// A cluster event from `logs/events/event_*.log`, as Ray wrote it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClusterEvent {
     pub event_id: Text,
@@ -739,7 +754,7 @@ pub struct ClusterEvent {
     pub timestamp: i64,
     /// Job id from `custom_fields.job_id`, for `events?job_id=`.
     pub job_id: Text,
-    /// The whole event, camelCased, as the dashboard returns it.
+    /// The whole event, keys as Ray wrote them.
     pub json: serde_json::Value,
 }
 
@@ -774,6 +789,8 @@ pub struct Builder {
     submission_jobs: HashMap<Text, SubmissionJob>,
     nodes: HashMap<NodeId, Node>,
     events: Vec<ClusterEvent>,
+    /// Snapshot rows without events (placement groups, workers, Serve, Data), newest per id.
+    snapshot_rows: HashMap<(SnapshotKind, String), (u64, Box<RawValue>)>,
     interned: std::collections::HashSet<Text>,
     /// What was read and skipped.
     pub stats: LoadStats,
@@ -864,6 +881,24 @@ impl Builder {
         self.events.push(event);
     }
 
+    /// Keeps a snapshot row of a kind without events, if it is the newest of its id.
+    pub fn snapshot_row(&mut self, kind: SnapshotKind, id: String, ts_ns: u64, row: &str) {
+        let Ok(row) = RawValue::from_string(row.to_string()) else {
+            return;
+        };
+        match self.snapshot_rows.entry((kind, id)) {
+            Entry::Occupied(mut e) => {
+                let (old_ts, old) = e.get();
+                if (ts_ns, row.get()) > (*old_ts, old.get()) {
+                    e.insert((ts_ns, row));
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert((ts_ns, row));
+            }
+        }
+    }
+
     /// Merges another builder into this one (commutative and associative).
     pub fn merge(&mut self, other: Builder) {
         if other.tasks.len() > self.tasks.len() {
@@ -892,17 +927,33 @@ impl Builder {
             self.node(node);
         }
         self.events.extend(other.events);
+        for ((kind, id), (ts, row)) in other.snapshot_rows {
+            self.snapshot_row(kind, id, ts, row.get());
+        }
         self.stats.merge(other.stats);
     }
 
     /// Freezes the state and builds the indexes.
     pub fn finish(self) -> Session {
+        self.finish_at(None)
+    }
+
+    /// Like [`Builder::finish`], for a session that ended at `ended_ns` (finalised by the head's
+    /// collector): what was still alive is shown as Ray's GCS would have it once the cluster is
+    /// gone — nodes and actors `DEAD`, drivers ended, unfinished tasks `FAILED` as on a worker's
+    /// death, submitted jobs `FAILED` — each marked with [`INFERRED_AT_END`].
+    pub fn finish_at(mut self, ended_ns: Option<u64>) -> Session {
+        // Attempts Ray never lists go first, so that none of them is inferred to have failed.
+        self.tasks = drop_unlisted_attempts(std::mem::take(&mut self.tasks));
+        if let Some(ended_ns) = ended_ns {
+            self.infer_end(ended_ns);
+        }
         let mut actors: Vec<Actor> = self
             .actors
             .into_iter()
             .map(|(actor_id, (def, mut transitions))| {
                 transitions.sort();
-                transitions.dedup();
+                dedup_repeated_states(&mut transitions);
                 Actor {
                     actor_id,
                     def,
@@ -917,7 +968,7 @@ impl Builder {
             .map(|a| (a.actor_id, a.def.name.clone()))
             .collect();
         drop(self.task_index);
-        let mut tasks = drop_unlisted_attempts(self.tasks);
+        let mut tasks = self.tasks;
         for task in &mut tasks {
             finish_task(task, &actor_names);
         }
@@ -936,7 +987,21 @@ impl Builder {
         let mut events = self.events;
         events.sort_unstable_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
         events.dedup_by(|a, b| a.event_id == b.event_id && !a.event_id.is_empty());
-        Session::new(
+        let mut snapshots: BTreeMap<SnapshotKind, Vec<(String, serde_json::Value)>> =
+            BTreeMap::new();
+        for ((kind, id), (_, row)) in self.snapshot_rows {
+            if let Ok(value) = serde_json::from_str(row.get()) {
+                snapshots.entry(kind).or_default().push((id, value));
+            }
+        }
+        let snapshots = snapshots
+            .into_iter()
+            .map(|(kind, mut rows)| {
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                (kind, rows.into_iter().map(|(_, v)| v).collect())
+            })
+            .collect();
+        let mut session = Session::new(
             tasks,
             actors,
             driver_jobs,
@@ -944,8 +1009,96 @@ impl Builder {
             nodes,
             events,
             self.stats,
-        )
+        );
+        session.snapshots = snapshots;
+        session
     }
+}
+
+/// The text that marks a state inferred at the session's end rather than recorded.
+pub const INFERRED_AT_END: &str =
+    "inferred by Ray History: the session ended and no later state was recorded";
+
+impl Builder {
+    fn infer_end(&mut self, ended_ns: u64) {
+        let ended_ms = ended_ns / 1_000_000;
+        let inferred = self.intern(INFERRED_AT_END);
+        for node in self.nodes.values_mut() {
+            if node.state == NodeState::Alive {
+                node.state = NodeState::Dead;
+                node.end_ms = node.end_ms.max(ended_ms);
+                node.death_message = inferred.clone();
+            }
+        }
+        for (_, transitions) in self.actors.values_mut() {
+            let last = transitions.iter().max().cloned();
+            if let Some(last) = last.filter(|t| t.state != ActorState::Dead) {
+                transitions.push(ActorTransition {
+                    ts_ns: ended_ns.max(last.ts_ns),
+                    state: ActorState::Dead,
+                    exit_detail: inferred.clone(),
+                    ..last
+                });
+            }
+        }
+        for job in self.driver_jobs.values_mut() {
+            if !job.is_dead {
+                job.is_dead = true;
+                job.end_ms = job.end_ms.max(ended_ms);
+            }
+        }
+        for job in self.submission_jobs.values_mut() {
+            if matches!(
+                job.status,
+                Some(JobStatus::Pending | JobStatus::Running) | None
+            ) {
+                job.status = Some(JobStatus::Failed);
+                job.message = inferred.clone();
+                job.ts_ns = job.ts_ns.max(ended_ns);
+                if job.end_ms == 0 {
+                    job.end_ms = ended_ms;
+                }
+            }
+        }
+        let worker_died = self.intern("WORKER_DIED");
+        for task in &mut self.tasks {
+            let ts = task.state_ts;
+            let ended = ts[TaskState::Finished as usize] > 0 || ts[TaskState::Failed as usize] > 0;
+            if !ended {
+                let last = ts.iter().copied().max().unwrap_or(0);
+                task.state_ts[TaskState::Failed as usize] = ended_ns.max(last);
+                task.error = Some(Box::new(ErrorInfo {
+                    error_type: worker_died.clone(),
+                    message: INFERRED_AT_END.into(),
+                }));
+            }
+        }
+    }
+}
+
+/// A state seen again (a snapshot repeating what an event said, or two event streams) is one
+/// transition at the time it was first seen; fields only the later copies carry are kept.
+fn dedup_repeated_states(transitions: &mut Vec<ActorTransition>) {
+    transitions.dedup_by(|later, first| {
+        if later.state != first.state || later.num_restarts != first.num_restarts {
+            return false;
+        }
+        if first.node_id.is_none() {
+            first.node_id = later.node_id;
+        }
+        if first.worker_id.is_none() {
+            first.worker_id = later.worker_id;
+        }
+        if first.pid == 0 {
+            first.pid = later.pid;
+        }
+        if first.port == 0 {
+            first.port = later.port;
+        }
+        take_text(&mut first.repr_name, later.repr_name.clone());
+        take_text(&mut first.exit_detail, later.exit_detail.clone());
+        true
+    });
 }
 
 fn empty_text() -> Text {
@@ -1040,6 +1193,8 @@ pub struct Session {
     pub actors_by_id: HashMap<ActorId, u32>,
     /// How many rows are driver tasks (hidden by default in task lists).
     pub driver_tasks: usize,
+    /// Rows of the head's snapshots that no event stream has, by kind, sorted by id.
+    pub snapshots: BTreeMap<SnapshotKind, Vec<serde_json::Value>>,
 }
 
 impl Session {
@@ -1083,12 +1238,18 @@ impl Session {
             tasks_by_state,
             actors_by_id,
             driver_tasks,
+            snapshots: BTreeMap::new(),
         }
     }
 
     /// The actor with this id.
     pub fn actor(&self, id: &ActorId) -> Option<&Actor> {
         self.actors_by_id.get(id).map(|i| &self.actors[*i as usize])
+    }
+
+    /// The snapshot rows of a kind without events (empty when no snapshot was stored).
+    pub fn snapshot_rows(&self, kind: SnapshotKind) -> &[serde_json::Value] {
+        self.snapshots.get(&kind).map_or(&[], Vec::as_slice)
     }
 
     /// The node with this id.

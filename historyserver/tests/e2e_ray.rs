@@ -215,6 +215,10 @@ fn ray_list(address: &str, what: &str) -> Value {
         address,
         &["list", what, "--format", "json", "--limit", "1000"],
     );
+    // Ray prints this instead of `[]` for an empty list.
+    if out.trim() == "No resource in the cluster" {
+        return Value::Array(Vec::new());
+    }
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("ray list {what}: not JSON ({e}): {out}"))
 }
 

@@ -34,6 +34,8 @@ pub const META_ROOT: &str = "metadir";
 pub const LOGS_DIR: &str = "logs";
 /// Folder under a session (in `log/`) with RayEvents received over HTTP.
 pub const NODE_EVENTS_DIR: &str = "node_events";
+/// Folder under a session (in `log/`) with the head's snapshots of Ray's GCS-backed state.
+pub const SNAPSHOT_DIR: &str = "snapshot";
 /// File name of the session metadata object.
 pub const METADATA_FILE: &str = "metadata.json";
 /// Folder under a session (in `metadir/`) with one object per node.
@@ -222,6 +224,17 @@ impl ClusterRef {
         Path::from_iter([LOG_ROOT, &self.segment(), session.as_str(), NODE_EVENTS_DIR])
     }
 
+    /// `log/<cluster>/<session>/snapshot/<kind>.jsonl`: the latest snapshot of one kind.
+    pub fn snapshot(&self, session: &SessionName, kind: SnapshotKind) -> Path {
+        Path::from_iter([
+            LOG_ROOT,
+            &self.segment(),
+            session.as_str(),
+            SNAPSHOT_DIR,
+            &format!("{}.jsonl", kind.name()),
+        ])
+    }
+
     /// `log/<cluster>/<session>/node_events/<node-id>-<unix-millis>.json`.
     pub fn node_events(&self, session: &SessionName, node: &NodeId, unix_millis: u64) -> Path {
         let file = format!("{node}-{unix_millis}.json");
@@ -232,6 +245,60 @@ impl ClusterRef {
             NODE_EVENTS_DIR,
             &file,
         ])
+    }
+}
+
+/// What a snapshot object holds: one of the head's State API lists (or Serve / Data pages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SnapshotKind {
+    /// `api/v0/tasks?detail=true`.
+    Tasks,
+    /// `api/v0/actors?detail=true`.
+    Actors,
+    /// `api/v0/nodes?detail=true`.
+    Nodes,
+    /// `api/jobs/` (driver and submitted jobs).
+    Jobs,
+    /// `api/v0/placement_groups?detail=true`.
+    PlacementGroups,
+    /// `api/v0/workers?detail=true`.
+    Workers,
+    /// `api/serve/applications/`.
+    Serve,
+    /// `api/data/datasets/<job-id>` of every job.
+    Datasets,
+}
+
+impl SnapshotKind {
+    /// Every kind, in the order the collector takes them.
+    pub const ALL: [SnapshotKind; 8] = [
+        SnapshotKind::Jobs,
+        SnapshotKind::Nodes,
+        SnapshotKind::Actors,
+        SnapshotKind::PlacementGroups,
+        SnapshotKind::Workers,
+        SnapshotKind::Tasks,
+        SnapshotKind::Serve,
+        SnapshotKind::Datasets,
+    ];
+
+    /// The name used in keys and in each stored line's `kind`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SnapshotKind::Tasks => "tasks",
+            SnapshotKind::Actors => "actors",
+            SnapshotKind::Nodes => "nodes",
+            SnapshotKind::Jobs => "jobs",
+            SnapshotKind::PlacementGroups => "placement_groups",
+            SnapshotKind::Workers => "workers",
+            SnapshotKind::Serve => "serve",
+            SnapshotKind::Datasets => "datasets",
+        }
+    }
+
+    /// The kind of a name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -328,6 +395,15 @@ pub enum Key {
         /// When the file was started, in Unix milliseconds.
         unix_millis: u64,
     },
+    /// The head's latest snapshot of one kind of Ray state (JSON Lines).
+    Snapshot {
+        /// Cluster the snapshot belongs to.
+        cluster: ClusterRef,
+        /// Session it belongs to.
+        session: SessionName,
+        /// What it holds.
+        kind: SnapshotKind,
+    },
     /// A session's `metadata.json`.
     Metadata {
         /// Namespace and cluster.
@@ -383,6 +459,17 @@ impl Key {
                     unix_millis: millis.parse().map_err(|_| unknown())?,
                 })
             }
+            [LOG_ROOT, cluster, session, SNAPSHOT_DIR, file] => {
+                let kind = file
+                    .strip_suffix(".jsonl")
+                    .and_then(SnapshotKind::from_name)
+                    .ok_or_else(unknown)?;
+                Ok(Key::Snapshot {
+                    cluster: ClusterRef::parse_segment(cluster)?,
+                    session: SessionName::new(session)?,
+                    kind,
+                })
+            }
             [META_ROOT, meta, session, METADATA_FILE] => Ok(Key::Metadata {
                 meta: MetaRef::parse_segment(meta)?,
                 session: SessionName::new(session)?,
@@ -416,6 +503,11 @@ impl Key {
                 node,
                 unix_millis,
             } => cluster.node_events(session, node, *unix_millis),
+            Key::Snapshot {
+                cluster,
+                session,
+                kind,
+            } => cluster.snapshot(session, *kind),
             Key::Metadata { meta, session } => meta.metadata(session),
             Key::NodeMeta {
                 meta,
@@ -431,7 +523,7 @@ pub fn content_type(path: &Path) -> &'static str {
     let raw = path.as_ref();
     if raw.starts_with(META_ROOT) {
         "application/json"
-    } else if raw.contains("/node_events/") {
+    } else if raw.contains("/node_events/") || raw.contains("/snapshot/") {
         "application/x-ndjson"
     } else {
         "text/plain; charset=utf-8"
@@ -461,6 +553,7 @@ mod tests {
                 .log_file(&session(), &node(), "raylet.out.1")
                 .unwrap(),
             cluster.node_events(&session(), &node(), 1_763_700_000_000),
+            cluster.snapshot(&session(), SnapshotKind::PlacementGroups),
             meta.metadata(&session()),
             meta.node(&session(), &node()),
         ];
@@ -509,6 +602,10 @@ mod tests {
                 "log/raycluster-a_local/{}/node_events/{n}-42.json",
                 session()
             )
+        );
+        assert_eq!(
+            cluster.snapshot(&session(), SnapshotKind::Tasks).as_ref(),
+            format!("log/raycluster-a_local/{}/snapshot/tasks.jsonl", session())
         );
         assert_eq!(
             meta.metadata(&session()).as_ref(),

@@ -326,7 +326,8 @@ fn has_logs(session: &LoadedSession, node: &Node) -> bool {
 /// end goes into the state message, which the Cluster page shows next to it. Every other client
 /// (scripts, our own UI) gets the recorded state unchanged.
 fn reported_state(session: &LoadedSession, node: &Node, ray_page: bool) -> (&'static str, Value) {
-    let message = Some(&*node.death_message).filter(|m| !m.is_empty());
+    let message =
+        crate::events::snapshot::compose_state_message(&node.death_reason, &node.death_message);
     match node.state {
         NodeState::Alive => ("ALIVE", json!(message)),
         NodeState::Dead if ray_page && has_logs(session, node) => {
@@ -605,26 +606,29 @@ async fn node(
 async fn events(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
     let pairs = query_pairs(query.as_deref());
     if let Some(job_id) = query_get(&pairs, "job_id") {
-        let events: Vec<&Value> = session
+        let events: Vec<Value> = session
             .state
             .events
             .iter()
             .filter(|e| &*e.job_id == job_id)
-            .map(|e| &e.json)
+            .map(|e| crate::events::camelize(e.json.clone()))
             .collect();
         return Ok(response::ok(
             "Job events fetched.",
             json!({ "jobId": job_id, "events": events }),
         ));
     }
-    let mut grouped: BTreeMap<&str, Vec<&Value>> = BTreeMap::new();
+    let mut grouped: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for e in &session.state.events {
         let key = if e.job_id.is_empty() {
             "global"
         } else {
             &e.job_id
         };
-        grouped.entry(key).or_default().push(&e.json);
+        grouped
+            .entry(key)
+            .or_default()
+            .push(crate::events::camelize(e.json.clone()));
     }
     Ok(response::ok(
         "All events fetched.",

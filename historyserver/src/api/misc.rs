@@ -3,16 +3,18 @@
 //! plus `/healthz`, `/readyz` and `/metrics`.
 
 use axum::Router;
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
 use super::response::{self, ApiError};
-use super::tasks::{ListResult, Wrapped};
 use super::{AppState, Loaded};
 use crate::model::NodeState;
+use ray_history_storage::layout::SnapshotKind;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -26,8 +28,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v0/runtime_env_redaction", get(runtime_env_redaction))
         .route("/api/grafana_health", get(grafana_health))
         .route("/api/prometheus_health", get(prometheus_health))
-        .route("/api/v0/placement_groups", get(empty_list))
-        .route("/api/v0/objects", get(empty_list))
         .route("/api/serve/applications/", get(serve))
         .route("/api/data/datasets/{job_id}", get(datasets))
         .route("/api/v0/platform_events", get(platform_events))
@@ -168,25 +168,32 @@ async fn prometheus_health() -> Response {
     )
 }
 
-async fn empty_list(Loaded(_loaded): Loaded) -> Response {
-    response::ok(
-        "",
-        Wrapped {
-            result: ListResult::new(0, Vec::<()>::new()),
-        },
-    )
+/// The Serve page as the head last answered it; without a snapshot, what a head without Serve
+/// answers.
+async fn serve(Loaded(loaded): Loaded) -> Response {
+    match loaded.state.snapshot_rows(SnapshotKind::Serve).first() {
+        Some(page) => response::json(StatusCode::OK, page),
+        None => response::text(
+            StatusCode::NOT_IMPLEMENTED,
+            "Serve dependencies are not installed. Please run `pip install \"ray[serve]\"`.",
+        ),
+    }
 }
 
-async fn serve() -> Response {
-    response::text(
-        StatusCode::NOT_IMPLEMENTED,
-        "Serve dependencies are not installed. Please run `pip install \"ray[serve]\"`.",
-    )
-}
-
-/// Ray Data keeps dataset stats in a live actor; a stored session has none.
-async fn datasets(Loaded(_loaded): Loaded) -> Response {
-    response::json(StatusCode::OK, &json!({"datasets": []}))
+/// A job's Ray Data page as the head last answered it (Ray keeps dataset stats in a live
+/// actor, so without a snapshot there are none).
+async fn datasets(Loaded(loaded): Loaded, Path(path): Path<HashMap<String, String>>) -> Response {
+    let job_id = path.get("job_id").map(String::as_str).unwrap_or_default();
+    let page = loaded
+        .state
+        .snapshot_rows(SnapshotKind::Datasets)
+        .iter()
+        .find(|d| d.get("job_id").and_then(|j| j.as_str()) == Some(job_id))
+        .and_then(|d| d.get("page"));
+    match page {
+        Some(page) => response::json(StatusCode::OK, page),
+        None => response::json(StatusCode::OK, &json!({"datasets": []})),
+    }
 }
 
 /// The dashboard treats a 404 here as "platform events are off".

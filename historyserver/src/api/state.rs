@@ -1,7 +1,10 @@
-//! Ray's State API lists other than tasks — `api/v0/actors`, `api/v0/nodes`, `api/v0/jobs` — as
-//! Ray 2.60's dashboard answers them (`ray list actors|nodes|jobs`, `ray get …`): every row has
-//! the columns of Ray's schema for the `detail` asked (missing ones `null`), filters by the
-//! filterable columns with `=` / `!=`, rows sorted by id, then cut to `limit`.
+//! Ray's State API lists other than tasks — actors, nodes, jobs, workers, placement groups,
+//! objects, runtime envs and cluster events under `api/v0/` — as Ray 2.60's dashboard answers
+//! them (`ray list …`, `ray get …`): every row has the columns of Ray's schema for the `detail`
+//! asked (missing ones `null`), filters by the filterable columns with `=` / `!=`, rows sorted
+//! as Ray sorts them, then cut to `limit`. Workers and placement groups have no events: they
+//! come from the head's snapshots. Objects and runtime envs live only while the cluster does:
+//! a stored session has none, as a stopped cluster has none.
 //!
 //! Rows are built as JSON: these lists have at most thousands of entries, unlike tasks.
 
@@ -16,8 +19,10 @@ use super::entities::{all_jobs, all_nodes, json_text, node_ip};
 use super::response::{self, ApiError, InOrder};
 use super::tasks::{Filter, ListResult, Wrapped, parse_filters, parse_limit, query_pairs, truthy};
 use super::{AppState, Loaded};
+use crate::events::snapshot::compose_state_message;
 use crate::loader::LoadedSession;
 use crate::model::{Actor, ActorState, NodeState};
+use ray_history_storage::layout::SnapshotKind;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -25,6 +30,12 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v0/actors/summarize", get(actor_summary))
         .route("/api/v0/nodes", get(nodes))
         .route("/api/v0/jobs", get(jobs))
+        .route("/api/v0/workers", get(workers))
+        .route("/api/v0/placement_groups", get(placement_groups))
+        .route("/api/v0/cluster_events", get(cluster_events))
+        .route("/api/v0/objects", get(objects))
+        .route("/api/v0/objects/summarize", get(object_summary))
+        .route("/api/v0/runtime_envs", get(runtime_envs))
 }
 
 /// One of Ray's state schemas: its columns (the detail ones after `basic`), which may be
@@ -33,7 +44,8 @@ struct Schema {
     basic: &'static [&'static str],
     detail: &'static [&'static str],
     filterable: &'static [&'static str],
-    sort_by: &'static str,
+    /// The column rows are sorted by; `None` keeps the order given (already Ray's).
+    sort_by: Option<&'static str>,
 }
 
 const ACTORS: Schema = Schema {
@@ -73,7 +85,7 @@ const ACTORS: Schema = Schema {
         "placement_group_id",
         "repr_name",
     ],
-    sort_by: "actor_id",
+    sort_by: Some("actor_id"),
 };
 
 const NODES: Schema = Schema {
@@ -89,7 +101,7 @@ const NODES: Schema = Schema {
     ],
     detail: &["start_time_ms", "end_time_ms"],
     filterable: &["node_id", "node_ip", "is_head_node", "state", "node_name"],
-    sort_by: "node_id",
+    sort_by: Some("node_id"),
 };
 
 const JOBS: Schema = Schema {
@@ -113,7 +125,100 @@ const JOBS: Schema = Schema {
         "driver_exit_code",
     ],
     filterable: &["job_id", "submission_id", "type", "status"],
-    sort_by: "job_id",
+    sort_by: Some("job_id"),
+};
+
+const WORKERS: Schema = Schema {
+    basic: &[
+        "worker_id",
+        "is_alive",
+        "worker_type",
+        "exit_type",
+        "node_id",
+        "ip",
+        "pid",
+    ],
+    detail: &[
+        "exit_detail",
+        "worker_launch_time_ms",
+        "worker_launched_time_ms",
+        "start_time_ms",
+        "end_time_ms",
+        "debugger_port",
+        "num_paused_threads",
+    ],
+    filterable: &[
+        "worker_id",
+        "is_alive",
+        "worker_type",
+        "exit_type",
+        "node_id",
+        "ip",
+        "pid",
+        "debugger_port",
+        "num_paused_threads",
+    ],
+    sort_by: Some("worker_id"),
+};
+
+const PLACEMENT_GROUPS: Schema = Schema {
+    basic: &["placement_group_id", "name", "creator_job_id", "state"],
+    detail: &[
+        "bundles",
+        "is_detached",
+        "stats",
+        "topology_strategy",
+        "topology_assignments",
+    ],
+    filterable: &[
+        "placement_group_id",
+        "name",
+        "creator_job_id",
+        "state",
+        "is_detached",
+    ],
+    sort_by: Some("placement_group_id"),
+};
+
+const CLUSTER_EVENTS: Schema = Schema {
+    basic: &["severity", "time", "source_type", "message", "event_id"],
+    detail: &["custom_fields"],
+    filterable: &["source_type", "event_id", "severity"],
+    sort_by: None,
+};
+
+const OBJECTS: Schema = Schema {
+    basic: &[
+        "object_id",
+        "object_size",
+        "task_status",
+        "attempt_number",
+        "reference_type",
+        "call_site",
+        "type",
+        "pid",
+        "ip",
+    ],
+    detail: &[],
+    filterable: &[
+        "object_id",
+        "object_size",
+        "task_status",
+        "attempt_number",
+        "reference_type",
+        "call_site",
+        "type",
+        "pid",
+        "ip",
+    ],
+    sort_by: Some("object_id"),
+};
+
+const RUNTIME_ENVS: Schema = Schema {
+    basic: &["runtime_env", "success", "creation_time_ms", "node_id"],
+    detail: &["ref_cnt", "error"],
+    filterable: &["success", "node_id", "error", "runtime_env"],
+    sort_by: None,
 };
 
 /// A filter value matches a cell as Ray's `do_filter` compares them: text as is, booleans in
@@ -145,13 +250,14 @@ fn list(
         .filter(|row| filters.iter().all(|f| matches(row.get(&f.column), f)))
         .collect();
     let num_filtered = rows.len();
-    let key = |row: &Map<String, Value>| {
-        row.get(schema.sort_by)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    rows.sort_by_key(key);
+    if let Some(column) = schema.sort_by {
+        rows.sort_by_key(|row| {
+            row.get(column)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        });
+    }
     let columns: Vec<&str> = schema
         .basic
         .iter()
@@ -268,13 +374,9 @@ async fn nodes(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Res
         .iter()
         .map(|node| {
             let dead = node.state == NodeState::Dead;
-            let state_message = (dead && !node.death_reason.is_empty()).then(|| {
-                if node.death_message.is_empty() {
-                    node.death_reason.to_string()
-                } else {
-                    format!("{}: {}", node.death_reason, node.death_message)
-                }
-            });
+            let state_message = dead
+                .then(|| compose_state_message(&node.death_reason, &node.death_message))
+                .flatten();
             object(json!({
                 "node_id": node.node_id,
                 "node_ip": &*node.ip,
@@ -298,6 +400,89 @@ async fn jobs(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Resp
         .map(|(_, _, job)| object(job))
         .collect();
     list(&JOBS, rows, query.as_deref())
+}
+
+/// Rows of a kind only the head's snapshots have.
+fn snapshot_rows(session: &LoadedSession, kind: SnapshotKind) -> Vec<Map<String, Value>> {
+    session
+        .state
+        .snapshot_rows(kind)
+        .iter()
+        .cloned()
+        .map(object)
+        .collect()
+}
+
+async fn workers(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    let rows = snapshot_rows(&session, SnapshotKind::Workers);
+    list(&WORKERS, rows, query.as_deref())
+}
+
+async fn placement_groups(
+    Loaded(session): Loaded,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let rows = snapshot_rows(&session, SnapshotKind::PlacementGroups);
+    list(&PLACEMENT_GROUPS, rows, query.as_deref())
+}
+
+/// `ray list cluster-events`: the events of `logs/events/`, oldest first, with Ray's `time`
+/// column (the timestamp as local time of this server, as the head prints its own).
+async fn cluster_events(
+    Loaded(session): Loaded,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let rows = session
+        .state
+        .events
+        .iter()
+        .map(|event| {
+            let mut row = object(event.json.clone());
+            let time = chrono::DateTime::from_timestamp(event.timestamp, 0)
+                .map(|t| {
+                    t.with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S")
+                        .to_string()
+                })
+                .unwrap_or_default();
+            row.insert("time".into(), Value::String(time));
+            row
+        })
+        .collect();
+    list(&CLUSTER_EVENTS, rows, query.as_deref())
+}
+
+async fn objects(RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    list(&OBJECTS, Vec::new(), query.as_deref())
+}
+
+async fn runtime_envs(RawQuery(query): RawQuery) -> Result<Response, ApiError> {
+    list(&RUNTIME_ENVS, Vec::new(), query.as_deref())
+}
+
+/// `ray summary objects`: no object outlives its cluster.
+async fn object_summary() -> Response {
+    let cluster: Ordered = InOrder(vec![
+        ("summary".into(), raw(&json!({}))),
+        ("total_objects".into(), raw(&0)),
+        ("total_size_mb".into(), raw(&0.0)),
+        ("callsite_enabled".into(), raw(&true)),
+        ("summary_by".into(), raw(&"callsite")),
+    ]);
+    let by_node: Ordered = InOrder(vec![("cluster".into(), raw(&cluster))]);
+    response::ok(
+        "",
+        Wrapped {
+            result: ListResult {
+                total: 0,
+                num_after_truncation: 0,
+                num_filtered: 0,
+                result: InOrder(vec![("node_id_to_summary", raw(&by_node))]),
+                partial_failure_warning: "",
+                warnings: None,
+            },
+        },
+    )
 }
 
 /// Ray lists classes in the order of its sorted actor list; values are serialised JSON.

@@ -1,6 +1,6 @@
 //! Cluster events (`logs/events/event_*.log`): one JSON object per line with `event_id`,
 //! `source_type`, `message`, `timestamp` (unix seconds as a string), `custom_fields`, … The
-//! dashboard's `/events` returns them with camelCased keys; they are stored that way.
+//! dashboard's `/events` returns them with camelCased keys, the State API as written.
 
 use crate::model::{Builder, ClusterEvent};
 
@@ -29,7 +29,7 @@ pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
         event_id: builder.intern(&event_id),
         timestamp,
         job_id: builder.intern(&job_id),
-        json: super::camelize(serde_json::Value::Object(map)),
+        json: serde_json::Value::Object(map),
     };
     builder.cluster_event(event);
     true

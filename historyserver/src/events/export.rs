@@ -230,6 +230,7 @@ impl ProfileEvents<'_> {
                     extra_data: builder.intern(&e.extra_data),
                 })
                 .collect(),
+            from_snapshot: false,
         }
     }
 }

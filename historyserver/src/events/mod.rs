@@ -1,7 +1,8 @@
 //! Parsers for the three kinds of event files Ray writes, all feeding a [`Builder`]:
 //! - [`export`]: `logs/export_events/event_EXPORT_*.log` (`RAY_enable_export_api_write=1`);
 //! - [`ray_event`]: `node_events/*.json`, RayEvents Ray pushed over HTTP (JSON Lines);
-//! - [`cluster`]: `logs/events/event_*.log`, the cluster events behind the dashboard's `/events`.
+//! - [`cluster`]: `logs/events/event_*.log`, the cluster events behind the dashboard's `/events`;
+//! - [`snapshot`]: `snapshot/*.jsonl`, the head collector's copies of the live State API.
 //!
 //! A line that is not valid JSON or not a known event is counted in [`crate::model::LoadStats`]
 //! and skipped; no input makes a parser fail or panic.
@@ -9,6 +10,7 @@
 pub mod cluster;
 pub mod export;
 pub mod ray_event;
+pub mod snapshot;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -27,6 +29,8 @@ pub enum FileKind {
     RayEvents,
     /// Cluster events (`logs/events/event_*.log`).
     Cluster,
+    /// The head's snapshots of the State API (`snapshot/*.jsonl`).
+    Snapshot,
 }
 
 impl FileKind {
@@ -55,6 +59,7 @@ pub fn parse(kind: FileKind, data: &[u8], builder: &mut Builder) {
             FileKind::Export => export::parse_line(line, builder),
             FileKind::RayEvents => ray_event::parse_line(line, builder),
             FileKind::Cluster => cluster::parse_line(line, builder),
+            FileKind::Snapshot => snapshot::parse_line(line, builder),
         };
         if !ok {
             builder.stats.corrupt_lines += 1;
