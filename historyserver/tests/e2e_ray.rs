@@ -16,6 +16,7 @@ use axum::extract::State;
 use axum::routing::post;
 use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, NodeId, SessionName};
+use ray_history_testkit::cli::{cli_text, ray_cli, ray_list};
 use ray_history_testkit::{Azurite, RayHead, RayHeadOptions};
 use serde_json::Value;
 
@@ -117,7 +118,7 @@ fn wait_for_tasks(base: &str) {
 }
 
 struct Live {
-    cli: [Value; 4],
+    cli: [Vec<Value>; 4],
     cli_jobs: [String; 5],
     tasks: Value,
     actors: Value,
@@ -170,57 +171,6 @@ const CLI_JOB_COMMANDS: [&[&str]; 5] = [
     &["summary", "tasks"],
     &["summary", "actors"],
 ];
-
-/// The CLI's output without its own log prefixes (time, `cli.py:<line> --`) and the line naming
-/// the address it talked to: what is left is what it was told.
-fn cli_text(output: &str) -> String {
-    output
-        .lines()
-        // The address it talked to, and the time a summary was printed.
-        .filter(|l| !l.contains("Job submission server address") && !l.contains(" Summary: "))
-        .map(|l| {
-            match l
-                .find(" cli.py:")
-                .and_then(|i| l[i..].find(" -- ").map(|j| i + j + 4))
-            {
-                Some(start) => &l[start..],
-                None => l,
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Runs Ray's CLI with `--address`; its stdout.
-fn ray_cli(address: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(ray_history_testkit::tool("venv/bin/ray"))
-        .args(args)
-        .args(["--address", address])
-        .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        .output()
-        .expect("run ray");
-    // `ray job status` of a failed job exits 0; `ray job logs` too. Anything else is a failure.
-    assert!(
-        out.status.success(),
-        "ray {} --address {address}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Ray's own CLI: `ray list <what> --address <address> --format json --limit 1000`.
-fn ray_list(address: &str, what: &str) -> Value {
-    let out = ray_cli(
-        address,
-        &["list", what, "--format", "json", "--limit", "1000"],
-    );
-    // Ray prints this instead of `[]` for an empty list.
-    if out.trim() == "No resource in the cluster" {
-        return Value::Array(Vec::new());
-    }
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("ray list {what}: not JSON ({e}): {out}"))
-}
 
 fn record(head: &RayHead) -> Live {
     let base = head.dashboard_url();
@@ -437,7 +387,7 @@ async fn run(mode: Mode, container: &str) {
     }
     // Ray's own CLI pointed at the session URL prints what it printed against the live head.
     let address = prefix.clone();
-    let (ours, our_jobs): (Vec<Value>, Vec<String>) = tokio::task::spawn_blocking(move || {
+    let (ours, our_jobs): (Vec<Vec<Value>>, Vec<String>) = tokio::task::spawn_blocking(move || {
         (
             CLI_LISTS
                 .iter()
@@ -475,8 +425,6 @@ async fn run(mode: Mode, container: &str) {
         CLI_LISTS.iter().zip(live.cli.iter().zip(&ours))
     {
         let key = |row: &Value| format!("{}#{}", row[id], row["attempt_number"]);
-        let live_rows = live_rows.as_array().unwrap();
-        let our_rows = our_rows.as_array().unwrap();
         if live_rows.len() != our_rows.len() {
             diffs.push(format!(
                 "ray list {what}: {} live rows, {} ours",

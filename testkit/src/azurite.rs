@@ -1,5 +1,6 @@
 //! A real Azurite blob service on a free port.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -23,6 +24,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running Azurite (blob service only). Stopped by process id when dropped.
 #[derive(Debug)]
 pub struct Azurite {
+    host: Ipv4Addr,
     port: u16,
     dir: TempDir,
     on_disk: bool,
@@ -32,13 +34,19 @@ pub struct Azurite {
 impl Azurite {
     /// Starts Azurite with in-memory persistence on a free port and waits until it answers.
     pub fn start() -> Self {
-        Self::launch(false)
+        Self::launch(false, Ipv4Addr::LOCALHOST)
+    }
+
+    /// Like [`Azurite::start`], listening on `host` (one of this machine's addresses, e.g. the
+    /// host side of a [`crate::Netns`] veth pair, so nodes in a namespace reach it too).
+    pub fn start_on(host: Ipv4Addr) -> Self {
+        Self::launch(false, host)
     }
 
     /// Like [`Azurite::start`], but keeps the data in a temporary folder so that it survives
     /// [`Azurite::stop`] and [`Azurite::start_again`] (outage tests).
     pub fn start_on_disk() -> Self {
-        Self::launch(true)
+        Self::launch(true, Ipv4Addr::LOCALHOST)
     }
 
     /// One Azurite shared by every test of the test binary (for tests that need no outage).
@@ -48,12 +56,13 @@ impl Azurite {
         SHARED.get_or_init(Azurite::start)
     }
 
-    fn launch(on_disk: bool) -> Self {
+    fn launch(on_disk: bool, host: Ipv4Addr) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("azurite-")
             .tempdir()
             .expect("cannot create a temp dir for Azurite");
         let mut azurite = Self {
+            host,
             port: free_port(),
             dir,
             on_disk,
@@ -70,7 +79,7 @@ impl Azurite {
         let mut command = Command::new(binary);
         command.args([
             "--blobHost",
-            "127.0.0.1",
+            &self.host.to_string(),
             "--blobPort",
             &self.port.to_string(),
             "--skipApiVersionCheck",
@@ -92,7 +101,7 @@ impl Azurite {
         );
         let deadline = Instant::now() + START_TIMEOUT;
         // Any HTTP answer (Azurite says 400 to a bare GET) means it is listening.
-        while http_get(self.port, "/").is_none() {
+        while http_get(self.host, self.port, "/").is_none() {
             if !group.running() || Instant::now() > deadline {
                 let tail = group.log_tail(4000);
                 group.kill();
@@ -126,9 +135,9 @@ impl Azurite {
         self.process.as_ref().map(Group::pid)
     }
 
-    /// The blob endpoint, `http://127.0.0.1:<port>/devstoreaccount1`.
+    /// The blob endpoint, `http://<host>:<port>/devstoreaccount1`.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}/{EMULATOR_ACCOUNT}", self.port)
+        format!("http://{}:{}/{EMULATOR_ACCOUNT}", self.host, self.port)
     }
 
     /// A connection string with the well-known account key and this endpoint.

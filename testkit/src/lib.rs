@@ -3,7 +3,9 @@
 //! says to run `make tools`, never a silent skip.
 
 mod azurite;
+pub mod cli;
 pub mod kube;
+mod netns;
 mod process;
 mod ray;
 
@@ -11,9 +13,10 @@ use std::path::PathBuf;
 
 pub use azurite::Azurite;
 pub use kube::ControlPlane;
+pub use netns::Netns;
 pub use nix::sys::signal::Signal;
 pub use process::{Group, free_port};
-pub use ray::{RayHead, RayHeadOptions};
+pub use ray::{RayHead, RayHeadOptions, RayWorker, short_temp_dir};
 
 /// The tools folder: `RAY_HISTORY_TOOLS`, else `<workspace>/.tools`.
 pub fn tools_dir() -> PathBuf {
@@ -27,6 +30,25 @@ pub fn tools_dir() -> PathBuf {
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// A binary of this workspace (`ray-history-collector`, `ray-history-server`), built by
+/// cargo first, for tests outside the binary's own package (where `CARGO_BIN_EXE_*` is unset).
+pub fn workspace_binary(package: &str, name: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", name])
+        .current_dir(workspace_root())
+        .status()
+        .expect("cannot run cargo");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {name} failed"
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    target.join("debug").join(name)
 }
 
 /// A tool under [`tools_dir`]; panics with the fix when it is missing.

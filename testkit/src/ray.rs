@@ -1,6 +1,7 @@
 //! A real Ray head (`ray start --head --block`) from the project's venv, on free ports and a
 //! short temp dir (Ray's socket paths must stay short).
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
+use super::netns::Netns;
 use super::process::{Group, free_port, http_get};
 
 /// How long a head may take until its dashboard answers.
@@ -22,12 +24,17 @@ pub struct RayHeadOptions {
     pub env: Vec<(String, String)>,
     /// Extra `ray start` arguments.
     pub args: Vec<String>,
+    /// The node's address (default 127.0.0.1); the GCS listens there.
+    pub node_ip: Option<Ipv4Addr>,
+    /// The dashboard's port (default: a free one), for a collector started before Ray.
+    pub dashboard_port: Option<u16>,
 }
 
 /// A running Ray head. Stopped (SIGTERM, then SIGKILL) when dropped.
 #[derive(Debug)]
 pub struct RayHead {
     temp: TempDir,
+    node_ip: Ipv4Addr,
     gcs_port: u16,
     dashboard_port: u16,
     env: Vec<(String, String)>,
@@ -37,13 +44,16 @@ pub struct RayHead {
 impl RayHead {
     /// Starts a head with one CPU and waits until its dashboard answers `/api/version`.
     pub fn start(options: RayHeadOptions) -> Self {
+        Self::start_in(short_temp_dir("rh"), options)
+    }
+
+    /// Like [`RayHead::start`], in `temp` (made with [`short_temp_dir`]), so that a collector
+    /// can watch it before Ray starts.
+    pub fn start_in(temp: TempDir, options: RayHeadOptions) -> Self {
         let ray = super::tool("venv/bin/ray");
-        let temp = tempfile::Builder::new()
-            .prefix("rh")
-            .tempdir_in("/tmp")
-            .expect("cannot create a temp dir for Ray");
         let gcs_port = free_port();
-        let dashboard_port = free_port();
+        let node_ip = options.node_ip.unwrap_or(Ipv4Addr::LOCALHOST);
+        let dashboard_port = options.dashboard_port.unwrap_or_else(free_port);
         let mut command = Command::new(ray);
         command
             .args([
@@ -54,7 +64,7 @@ impl RayHead {
                 "--disable-usage-stats",
             ])
             .args(["--include-dashboard=true", "--dashboard-host=127.0.0.1"])
-            .arg("--node-ip-address=127.0.0.1")
+            .arg(format!("--node-ip-address={node_ip}"))
             .arg(format!("--port={gcs_port}"))
             .arg(format!("--dashboard-port={dashboard_port}"))
             // Fixed defaults (10001, 52365, …) would collide with other heads on the machine.
@@ -66,13 +76,16 @@ impl RayHead {
             .arg("--temp-dir")
             .arg(temp.path())
             .args(&options.args)
-            .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", multi_node(node_ip))
             .env("PATH", venv_path())
             .envs(options.env.iter().map(|(k, v)| (k, v)));
         let log = temp.path().join("ray-start.log");
         let mut group = Group::spawn(command, &log, Signal::SIGTERM, STOP_TIMEOUT, temp.path());
         let deadline = Instant::now() + START_TIMEOUT;
-        while !matches!(http_get(dashboard_port, "/api/version"), Some((200, _))) {
+        while !matches!(
+            http_get(Ipv4Addr::LOCALHOST, dashboard_port, "/api/version"),
+            Some((200, _))
+        ) {
             if !group.running() || Instant::now() > deadline {
                 let tail = group.log_tail(6000);
                 group.kill();
@@ -82,6 +95,7 @@ impl RayHead {
         }
         Self {
             temp,
+            node_ip,
             gcs_port,
             dashboard_port,
             env: options.env,
@@ -89,9 +103,9 @@ impl RayHead {
         }
     }
 
-    /// The GCS address, `127.0.0.1:<port>` (what `RAY_ADDRESS` takes).
+    /// The GCS address, `<node ip>:<port>` (what `RAY_ADDRESS` takes).
     pub fn gcs_address(&self) -> String {
-        format!("127.0.0.1:{}", self.gcs_port)
+        format!("{}:{}", self.node_ip, self.gcs_port)
     }
 
     /// The dashboard's base URL, `http://127.0.0.1:<port>`.
@@ -111,10 +125,31 @@ impl RayHead {
             .unwrap_or_else(|e| panic!("cannot resolve {}: {e}", latest.display()))
     }
 
+    /// A command for `program` (the venv's `python` or `ray`, say) with the head's
+    /// environment and `RAY_ADDRESS`; `with_env` false leaves out the head's extra
+    /// environment (a driver that connects without the cluster's settings).
+    pub fn command_for(&self, program: &Path, with_env: bool) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env(
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+                multi_node(self.node_ip),
+            )
+            .env("PATH", venv_path())
+            .env("RAY_ADDRESS", self.gcs_address());
+        if with_env {
+            command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        }
+        command
+    }
+
     fn command(&self, program: &Path) -> Command {
         let mut command = Command::new(program);
         command
-            .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            .env(
+                "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+                multi_node(self.node_ip),
+            )
             .env("PATH", venv_path())
             .env("RAY_ADDRESS", self.gcs_address())
             .envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -161,6 +196,101 @@ impl Drop for RayHead {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A worker node in a [`Netns`], joined to a head: its own temp dir, shown at the head's
+/// temp dir path inside the node's mount namespace. Stopped (SIGTERM, then SIGKILL) when
+/// dropped.
+#[derive(Debug)]
+pub struct RayWorker {
+    temp: TempDir,
+    process: Option<Group>,
+}
+
+impl RayWorker {
+    /// Starts `ray start --address <head>` in `netns` with one CPU, the extra `env` and
+    /// `args`, and waits until the head lists the node alive.
+    /// `temp` (made with [`short_temp_dir`]) becomes the node's temp dir.
+    pub fn start_in(
+        temp: TempDir,
+        head: &RayHead,
+        netns: &Netns,
+        env: &[(String, String)],
+        args: &[String],
+    ) -> Self {
+        let ray = super::tool("venv/bin/ray");
+        let mut command = netns.command(&ray, temp.path(), head.temp_dir());
+        command
+            .args(["start", "--block", "--num-cpus=1", "--disable-usage-stats"])
+            .arg(format!("--address={}", head.gcs_address()))
+            .arg(format!("--node-ip-address={}", netns.ns_ip()))
+            .arg("--temp-dir")
+            .arg(head.temp_dir())
+            .args(args)
+            .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1")
+            .env("PATH", venv_path())
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        let log = temp.path().join("ray-start.log");
+        let mut group = Group::spawn(command, &log, Signal::SIGTERM, STOP_TIMEOUT, temp.path());
+        let deadline = Instant::now() + START_TIMEOUT;
+        let ip = netns.ns_ip().to_string();
+        loop {
+            let nodes = http_get(
+                Ipv4Addr::LOCALHOST,
+                head.dashboard_port,
+                "/api/v0/nodes?limit=100",
+            )
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+            if nodes.contains(&format!(r#""node_ip": "{ip}""#)) {
+                break;
+            }
+            if !group.running() || Instant::now() > deadline {
+                let tail = group.log_tail(6000);
+                group.kill();
+                panic!("the Ray worker at {ip} did not join:\n{tail}");
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        Self {
+            temp,
+            process: Some(group),
+        }
+    }
+
+    /// The worker's own temp dir as this host sees it (its `session_*` dirs).
+    pub fn temp_dir(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// SIGTERM to `ray start --block`, then SIGKILL to the group after 60 s.
+    pub fn stop(&mut self) {
+        if let Some(mut group) = self.process.take() {
+            group.signal_leader(Signal::SIGTERM);
+            group.wait_for_exit(STOP_TIMEOUT);
+            group.kill();
+        }
+    }
+}
+
+impl Drop for RayWorker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Ray's switch for multi-node clusters: off for a head alone on loopback (everything binds
+/// 127.0.0.1), on for a head that workers join.
+fn multi_node(node_ip: Ipv4Addr) -> &'static str {
+    if node_ip.is_loopback() { "0" } else { "1" }
+}
+
+/// A new temp dir under `/tmp` with a short name (Ray's socket paths must stay short).
+pub fn short_temp_dir(prefix: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("cannot create a temp dir under /tmp")
 }
 
 /// `PATH` with the venv's `bin` first, so `python` and `ray` in jobs are the project's.

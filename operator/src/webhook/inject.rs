@@ -206,6 +206,14 @@ pub fn inject(pod: &Pod, storage: &HistoryStorage, owner: &Owner, default_image:
     if let Some(id) = cluster_id {
         env.push(plain("RAY_CLUSTER_ID", &id));
     }
+    // The head's collector snapshots the State API the dashboard serves in the same pod.
+    if labels[NODE_TYPE_LABEL] == "head" {
+        let port = dashboard_port(spec.containers.first());
+        env.push(plain(
+            "RAY_DASHBOARD_URL",
+            &format!("http://127.0.0.1:{port}"),
+        ));
+    }
     env.push(plain("OWNER_KIND", &owner.kind));
     env.push(plain("OWNER_NAME", &owner.name));
     env.extend(storage.spec.secret_env_vars());
@@ -287,6 +295,17 @@ pub fn inject(pod: &Pod, storage: &HistoryStorage, owner: &Owner, default_image:
     let current = spec.termination_grace_period_seconds.unwrap_or(30);
     spec.termination_grace_period_seconds = Some(current.max(grace));
     pod
+}
+
+/// The Ray container's dashboard port (KubeRay names it `dashboard`; Ray's default 8265).
+fn dashboard_port(ray: Option<&Container>) -> i32 {
+    ray.and_then(|c| c.ports.as_ref())
+        .and_then(|ports| {
+            ports
+                .iter()
+                .find(|p| p.name.as_deref() == Some("dashboard"))
+        })
+        .map_or(8265, |p| p.container_port)
 }
 
 /// The environment that makes Ray emit the events the collector stores.
@@ -444,6 +463,14 @@ mod tests {
         );
         let collector = &pod.spec.as_ref().unwrap().init_containers.as_ref().unwrap()[0];
         assert_eq!(env(collector, "RAY_CLUSTER_ID"), Some("uid-1"));
+        assert_eq!(
+            env(collector, "RAY_DASHBOARD_URL"),
+            Some("http://127.0.0.1:8265")
+        );
+        let worker = ray_pod("worker");
+        let worker = inject(&worker, &storage, &Owner::of(&worker, None), "collector:1");
+        let worker_collector = &worker.spec.unwrap().init_containers.unwrap()[0];
+        assert_eq!(env(worker_collector, "RAY_DASHBOARD_URL"), None);
         assert_eq!(collector.image.as_deref(), Some("collector:1"));
         // Checkpoint and spool on a volume only the collector mounts.
         let args = collector.args.clone().unwrap();
