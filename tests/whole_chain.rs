@@ -95,6 +95,8 @@ keeper = Keeper.options(name="keeper", namespace="chain", lifetime="detached").r
 print(ray.get(keeper.ping.remote()))
 on = OnWorker.remote()
 print(ray.get(on.node.remote()))
+group = ray.util.placement_group([{"CPU": 0.01}], name="chain-group")
+ray.get(group.ready())
 time.sleep(1)
 "#;
 
@@ -230,7 +232,7 @@ fn rows(answer: &Value) -> Vec<Value> {
 }
 
 /// The State API lists the comparison uses, with the id columns and compared fields.
-const LISTS: [(&str, &str, &[&str], &[&str]); 4] = [
+const LISTS: [(&str, &str, &[&str], &[&str]); 6] = [
     (
         "tasks",
         "api/v0/tasks?detail=true&limit=10000",
@@ -272,6 +274,18 @@ const LISTS: [(&str, &str, &[&str], &[&str]); 4] = [
         &["node_id"],
         &["node_ip", "is_head_node", "state"],
     ),
+    (
+        "placement-groups",
+        "api/v0/placement_groups?detail=true&limit=10000",
+        &["placement_group_id"],
+        &["name", "creator_job_id", "state", "is_detached"],
+    ),
+    (
+        "workers",
+        "api/v0/workers?detail=true&limit=10000",
+        &["worker_id"],
+        &["worker_type", "node_id", "ip", "pid", "is_alive"],
+    ),
 ];
 
 /// `ray` commands whose text must be the same.
@@ -296,6 +310,7 @@ fn ended_at_shutdown(what: &str, field: &str, live: &Value, ours: &Value) -> boo
     let text = ours.to_string();
     match (what, field) {
         ("nodes", "state") => live[field] == "ALIVE" && ours[field] == "DEAD",
+        ("workers", "is_alive") => live[field] == true && ours[field] == false,
         ("actors", "state") => live[field] == "ALIVE" && ours[field] == "DEAD",
         ("tasks", "state" | "error_type") => {
             !matches!(live["state"].as_str(), Some("FINISHED" | "FAILED"))

@@ -149,10 +149,12 @@ impl Engine {
         let mut entries = BTreeMap::new();
         for (path, file) in &saved.files {
             let key = Key::from(file.key.as_str());
-            let (session, source) = match layout::Key::parse(&key) {
-                Ok(layout::Key::LogFile { session, .. }) => (session, Source::Log),
-                Ok(layout::Key::NodeEvents { session, .. }) => (session, Source::Spool),
-                _ => continue,
+            let (session, source) = match trusted(&root, spool.dir(), &node, path, &key) {
+                Ok(found) => found,
+                Err(problem) => {
+                    tracing::warn!(path = %path.display(), key = %key, problem, "checkpoint entry refused");
+                    continue;
+                }
             };
             entries.insert(
                 path.clone(),
@@ -647,6 +649,49 @@ impl Engine {
         self.metrics.pending_files.set(pending_files);
         self.metrics.pending_bytes.set(pending_bytes as i64);
         self.metrics.lag_seconds.set(lag.as_secs_f64());
+    }
+}
+
+/// Checks a checkpoint entry before it is used: the key must be this cluster's and name the
+/// very file at `path` (a log file of a session dir under `root`, on this node; or a spool
+/// segment). The checkpoint lies on a volume other processes may write, and a forged key
+/// would make the collector overwrite or delete objects that are not this node's.
+fn trusted(
+    root: &Path,
+    spool_dir: &Path,
+    node: &Node,
+    path: &Path,
+    key: &Key,
+) -> std::result::Result<(SessionName, Source), String> {
+    match layout::Key::parse(key).map_err(|e| e.to_string())? {
+        layout::Key::LogFile {
+            cluster,
+            session,
+            node: node_id,
+            relative,
+        } => {
+            if cluster != node.cluster {
+                return Err(format!("cluster {} is not this node's", cluster.segment()));
+            }
+            let session_dir = root.join(session.as_str());
+            if path != session_dir.join("logs").join(&relative) {
+                return Err("the key does not name the file at this path".into());
+            }
+            match discovery::node_id(&session_dir) {
+                Ok(Some(id)) if id == node_id => Ok((session, Source::Log)),
+                _ => Err(format!("node {node_id} is not this session's node")),
+            }
+        }
+        layout::Key::NodeEvents { cluster, session, .. } => {
+            if cluster != node.cluster {
+                return Err(format!("cluster {} is not this node's", cluster.segment()));
+            }
+            if path.parent() != Some(spool_dir) {
+                return Err("not a spool segment".into());
+            }
+            Ok((session, Source::Spool))
+        }
+        _ => Err("not a log file or events key".into()),
     }
 }
 

@@ -298,8 +298,48 @@ async fn files_of_a_deleted_session_dir_are_forgotten() {
     assert!(first.tick(true).await);
     drop(first);
     std::fs::remove_dir_all(f.root.path().join(SESSION)).unwrap();
+    // Its node cannot be read any more, so its checkpoint entries are not trusted.
     let mut second = f.engine();
-    assert_eq!(second.entries.len(), 1);
+    assert!(second.entries.is_empty());
     assert!(second.tick(true).await, "nothing left to do");
     assert!(second.entries.is_empty());
+}
+
+#[tokio::test]
+async fn checkpoint_entries_naming_other_objects_are_refused() {
+    let f = Fixture::new().await;
+    f.write("raylet.out", b"ours\n");
+    assert!(f.engine().tick(true).await);
+    let session = SessionName::new(SESSION).unwrap();
+    let node = NodeId::new(&node_id()).unwrap();
+    let victim = layout::ClusterRef::new("victim", "local")
+        .unwrap()
+        .log_file(&session, &node, "raylet.out")
+        .unwrap();
+    let forged = [
+        // Another cluster's object.
+        victim.clone(),
+        // This cluster's key for another file than the one at the entry's path.
+        f.key("gcs_server.out"),
+    ];
+    let checkpoint = Checkpoint::in_dir(&f.root.path().join(".ray-history")).unwrap();
+    for key in forged {
+        f.storage
+            .put(&key, bytes::Bytes::from_static(b"not yours\n"))
+            .await
+            .unwrap();
+        let mut state = checkpoint.load().unwrap();
+        state.files.values_mut().next().unwrap().key = key.to_string();
+        checkpoint.save(&state).unwrap();
+        f.append("raylet.out", b"more\n");
+        let mut engine = f.engine();
+        assert!(engine.entries.is_empty(), "{key} was trusted");
+        assert!(engine.tick(true).await);
+        f.assert_mirrored().await;
+        assert_eq!(
+            f.storage.get(&key).await.unwrap().as_ref(),
+            b"not yours\n",
+            "{key} was touched"
+        );
+    }
 }

@@ -55,6 +55,11 @@ impl Spool {
         })
     }
 
+    /// The folder of the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Appends JSON Lines for `session` and makes them durable before returning.
     pub fn append(&self, session: &SessionName, node: &NodeId, lines: &[u8]) -> Result<()> {
         let mut open = self.open.lock().expect("spool lock");

@@ -1,10 +1,12 @@
 //! Per-file identity and upload progress.
 //!
 //! A file is identified by device + inode, and its already-uploaded bytes are fingerprinted by
-//! a CRC of the first and of the last [`WINDOW`] bytes before the uploaded offset. Each read of
-//! new bytes re-reads those windows in the same call, so a file that was truncated, rewritten in
-//! place (Ray's `debug_state.txt`) or replaced by a new file on a reused inode is noticed before
-//! a single wrong byte is appended after the old ones.
+//! a CRC of the first and of the last [`WINDOW`] bytes before the uploaded offset, and, while at
+//! most [`WHOLE`] bytes are uploaded, by a CRC of all of them. Each read of new bytes re-checks
+//! those in the same call, so a file that was truncated, rewritten in place or replaced by a new
+//! file on a reused inode is noticed before a single wrong byte is appended after the old ones.
+//! The whole-file CRC is for Ray's in-place rewrites of small files with the same size whose
+//! changes are in the middle only (`debug_state.txt`).
 
 use std::fs::File;
 use std::io;
@@ -16,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 /// Bytes fingerprinted at the start of a file and before its uploaded offset.
 pub const WINDOW: u64 = 512;
+/// Files with at most this many bytes uploaded are also fingerprinted whole.
+pub const WHOLE: u64 = 1024 * 1024;
 
 /// Device and inode of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,6 +81,10 @@ pub struct Tracked {
     pub mtime_ns: i64,
     /// Append blocks written to the object (Azure allows 50,000 per blob).
     pub blocks: u32,
+    /// CRC of all `uploaded` bytes, while they are at most [`WHOLE`] (checkpoints written
+    /// before it existed have none: windows only).
+    #[serde(default)]
+    pub whole: Option<u32>,
 }
 
 /// How a file changed since its bytes were last confirmed.
@@ -114,6 +122,7 @@ impl Tracked {
             tail: empty,
             mtime_ns: 0,
             blocks: 0,
+            whole: Some(empty),
         }
     }
 
@@ -147,8 +156,20 @@ impl Tracked {
         } else if crc(&read_upto(file, 0, WINDOW)?) != self.head {
             return Ok(None);
         }
+        // Checked after `buf` was read: a rewrite in between fails here, not later.
+        if let Some(whole) = self.whole
+            && self.uploaded > WINDOW
+            && crc(&read_upto(file, 0, self.uploaded)?) != whole
+        {
+            return Ok(None);
+        }
         after.uploaded = start + buf.len() as u64;
         after.tail = crc(&buf[buf.len() - after.uploaded.min(WINDOW) as usize..]);
+        after.whole = self.whole.filter(|_| after.uploaded <= WHOLE).map(|whole| {
+            let mut hasher = crc32fast::Hasher::new_with_initial(whole);
+            hasher.update(&buf[known..]);
+            hasher.finalize()
+        });
         let data = Bytes::from(buf).slice(known..);
         Ok(Some(Chunk { data, after }))
     }
@@ -162,6 +183,12 @@ impl Tracked {
             return Ok(None);
         }
         let head = read_upto(file, 0, offset.min(WINDOW))?;
+        let whole = if offset <= WHOLE {
+            let all = read_upto(file, 0, offset)?;
+            Some(crc(&all)).filter(|_| all.len() as u64 == offset)
+        } else {
+            None
+        };
         Ok(Some(Tracked {
             id,
             uploaded: offset,
@@ -169,6 +196,7 @@ impl Tracked {
             tail: crc(&tail),
             mtime_ns: 0,
             blocks: 0,
+            whole,
         }))
     }
 }
@@ -296,6 +324,28 @@ mod tests {
         std::fs::write(&f.path, b"NodeManager:\nnum_workers: 2\n").unwrap();
         assert_eq!(t.classify(&f.stat()), Change::Touched);
         assert!(t.read_next(&f.open(), 0).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_same_size_rewrite_in_the_middle_only_is_detected() {
+        // Like Ray's debug_state.txt: 20 KB, rewritten in place, a counter in the middle.
+        let mut content = lines(400);
+        let f = Fixture::new(&content);
+        let (t, _) = f.upload_all(Tracked::new(f.stat().id), 1000);
+        assert!(t.whole.is_some());
+        let middle = content.len() / 2;
+        content[middle] = b'#';
+        std::fs::write(&f.path, &content).unwrap();
+        assert!(t.read_next(&f.open(), 0).unwrap().is_none());
+
+        // An adopted prefix (after a restart) is fingerprinted whole too.
+        let adopted = Tracked::at_offset(f.stat().id, &f.open(), content.len() as u64)
+            .unwrap()
+            .unwrap();
+        assert!(adopted.read_next(&f.open(), 0).unwrap().is_some());
+        content[middle] = b'%';
+        std::fs::write(&f.path, &content).unwrap();
+        assert!(adopted.read_next(&f.open(), 0).unwrap().is_none());
     }
 
     #[test]

@@ -21,8 +21,9 @@ use super::tasks::{Filter, ListResult, Wrapped, parse_filters, parse_limit, quer
 use super::{AppState, Loaded};
 use crate::events::snapshot::compose_state_message;
 use crate::loader::LoadedSession;
-use crate::model::{Actor, ActorState, NodeState};
+use crate::model::{Actor, ActorState, INFERRED_AT_END, NodeState};
 use ray_history_storage::layout::SnapshotKind;
+use ray_history_storage::metadata::SessionState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -413,8 +414,17 @@ fn snapshot_rows(session: &LoadedSession, kind: SnapshotKind) -> Vec<Map<String,
         .collect()
 }
 
+/// Workers as the head last listed them; in a finished session none is alive any more.
 async fn workers(Loaded(session): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
-    let rows = snapshot_rows(&session, SnapshotKind::Workers);
+    let mut rows = snapshot_rows(&session, SnapshotKind::Workers);
+    if session.meta.state == SessionState::Finished {
+        for row in &mut rows {
+            if row.get("is_alive") == Some(&Value::Bool(true)) {
+                row.insert("is_alive".into(), Value::Bool(false));
+                row.insert("exit_detail".into(), INFERRED_AT_END.into());
+            }
+        }
+    }
     list(&WORKERS, rows, query.as_deref())
 }
 
