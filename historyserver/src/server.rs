@@ -25,6 +25,7 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
         storage.clone(),
         args.cache_max_bytes,
         args.refresh_interval,
+        args.max_concurrent_loads as usize,
         metrics.clone(),
     );
     Ok(AppState {
@@ -35,6 +36,8 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
         config: Arc::new(ApiConfig {
             lost_after: args.lost_after,
             ray_dashboard_dir: args.ray_dashboard_dir.clone(),
+            max_concurrent_requests: args.max_concurrent_requests as usize,
+            request_timeout: args.request_timeout,
         }),
     })
 }
