@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// past it the answer is 503. Streaming a download's body is not limited.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub request_timeout: Duration,
+    /// A client must send its request headers within this time of connecting (or of its
+    /// previous request), else the connection is closed: idle and trickling clients cannot
+    /// pile up.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
     /// Storage settings.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -27,6 +27,10 @@ pub const MAX_TAIL_BYTES: u64 = 16 * 1024 * 1024;
 /// Most bytes inflated from one gzip log for one request. A tail past it is refused (its end
 /// is unknown); a whole-file read stops there with a broken transfer.
 pub const MAX_INFLATED: u64 = 256 * 1024 * 1024;
+/// Permits for inflating gzip logs, one per core.
+static INFLATES: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+});
 /// Size of the inflated chunks of a streamed gzip log.
 const INFLATE_CHUNK: usize = 64 * 1024;
 
@@ -50,16 +54,9 @@ pub fn tail_start(data: &[u8], n: usize) -> usize {
         return data.len();
     }
     let body = data.strip_suffix(b"\n").unwrap_or(data);
-    let mut seen = 0;
-    for (i, b) in body.iter().enumerate().rev() {
-        if *b == b'\n' {
-            seen += 1;
-            if seen == n {
-                return i + 1;
-            }
-        }
-    }
-    0
+    memchr::memrchr_iter(b'\n', body)
+        .nth(n - 1)
+        .map_or(0, |i| i + 1)
 }
 
 /// The last `n` lines (at most [`MAX_LINES`]) of `data`, at most [`MAX_TAIL_BYTES`] of them.
@@ -76,7 +73,7 @@ fn tail_cut(data: &[u8], n: usize) -> usize {
     }
     let start = data.len() - cap;
     // Start at a line when one starts within the kept bytes (not just a final newline).
-    match data[start..data.len() - 1].iter().position(|b| *b == b'\n') {
+    match memchr::memchr(b'\n', &data[start..data.len() - 1]) {
         Some(at) => start + at + 1,
         None => start,
     }
@@ -172,7 +169,7 @@ fn marker_end(data: &[u8], marker: &[u8], at_line_start: bool) -> Option<usize> 
 }
 
 fn memchr_count(data: &[u8]) -> usize {
-    data.iter().filter(|b| **b == b'\n').count()
+    memchr::memchr_iter(b'\n', data).count()
 }
 
 /// Inflates the gzip object at `key` on the blocking pool, handing each inflated chunk to
@@ -184,6 +181,8 @@ async fn inflate<S: Send + 'static>(
     mut state: S,
     mut sink: impl FnMut(&mut S, &[u8]) -> bool + Send + 'static,
 ) -> Result<S, Error> {
+    // Inflating is CPU-bound: more at once than cores gains nothing and costs memory.
+    let _permit = INFLATES.acquire().await.map_err(|_| Error::Worker)?;
     let (_, stream) = storage.get_stream(key, None).await?;
     let reader =
         tokio_util::io::StreamReader::new(stream.map(|r| r.map_err(std::io::Error::other)));
@@ -215,12 +214,15 @@ async fn inflate<S: Send + 'static>(
 }
 
 /// The last `lines` lines of a gzip file, bounded as [`keep_tail`] says; memory stays
-/// within twice [`MAX_TAIL_BYTES`] however far the file inflates.
+/// within 1.5 times [`MAX_TAIL_BYTES`] however far the file inflates.
 pub async fn gunzip_tail(storage: &Storage, key: &Path, lines: usize) -> Result<Bytes, Error> {
-    let kept = inflate(storage, key, Vec::new(), move |kept, chunk| {
+    // Trimming only past 1.5 times the cap keeps the copying linear in the inflated size;
+    // the capacity is fixed up front so the buffer never doubles past it.
+    let room = (MAX_TAIL_BYTES + MAX_TAIL_BYTES / 2) as usize;
+    let kept = Vec::with_capacity(room + INFLATE_CHUNK);
+    let kept = inflate(storage, key, kept, move |kept, chunk| {
         kept.extend_from_slice(chunk);
-        // Trimming only past twice the cap keeps the copying linear in the inflated size.
-        if kept.len() as u64 > 2 * MAX_TAIL_BYTES {
+        if kept.len() > room {
             let cut = tail_cut(kept, lines);
             kept.drain(..cut);
         }

@@ -374,6 +374,10 @@ async fn file(
         Some(h) if !gz => logs::parse_range(h.as_bytes(), size),
         _ => logs::RangeRequest::Ignore,
     };
+    let range_len = match &range {
+        logs::RangeRequest::Bytes(r) => Some(r.end - r.start),
+        _ => None,
+    };
     let (status, body, content_range): (StatusCode, Body, Option<String>) = match range {
         logs::RangeRequest::Unsatisfiable => {
             let mut refused = ApiError::new(
@@ -436,6 +440,11 @@ async fn file(
     }
     if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(header::CONTENT_RANGE, cr);
+    }
+    // A streamed range has a known length (unless filtering changes it): clients can show
+    // progress and tell a complete transfer from a cut one.
+    if let (Some(len), false) = (range_len, filter_ansi) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
     Ok(response)
 }
