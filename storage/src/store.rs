@@ -309,7 +309,7 @@ impl Storage {
 }
 
 /// Size of the reads of [`local_file_stream`].
-const LOCAL_STREAM_CHUNK: u64 = 1024 * 1024;
+const LOCAL_STREAM_CHUNK: u64 = 256 * 1024;
 
 /// `range` of a local file as a stream of [`LOCAL_STREAM_CHUNK`] reads, each on the blocking
 /// pool. `object_store` reads local files 8 KiB per blocking call, which makes a multi-GB
