@@ -1,6 +1,7 @@
 //! Cache of loaded sessions with a byte budget. Concurrent requests for a session that is not
 //! loaded yet share one load (moka's `try_get_with`). Running sessions are reloaded when
-//! their copy is older than the refresh interval, so live sessions stay current.
+//! their copy is older than the refresh interval, so live sessions stay current. At most
+//! `--max-concurrent-loads` sessions load at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +10,7 @@ use moka::future::Cache;
 use ray_history_storage::Storage;
 use ray_history_storage::layout::{MetaRef, SessionName};
 use ray_history_storage::metadata::SessionState;
+use tokio::sync::Semaphore;
 
 use crate::Error;
 use crate::index::SessionEntry;
@@ -23,12 +25,21 @@ pub struct SessionCache {
     cache: Cache<CacheKey, SharedSession>,
     storage: Storage,
     refresh: Duration,
+    /// Permits for cold loads: each parses a whole session, so a few at a time.
+    loads: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
 
 impl SessionCache {
-    /// A cache holding at most `max_bytes` of loaded sessions.
-    pub fn new(storage: Storage, max_bytes: u64, refresh: Duration, metrics: Arc<Metrics>) -> Self {
+    /// A cache holding at most `max_bytes` of loaded sessions, loading at most `max_loads` at
+    /// a time.
+    pub fn new(
+        storage: Storage,
+        max_bytes: u64,
+        refresh: Duration,
+        max_loads: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &CacheKey, v: &SharedSession| {
@@ -39,6 +50,7 @@ impl SessionCache {
             cache,
             storage,
             refresh,
+            loads: Arc::new(Semaphore::new(max_loads)),
             metrics,
         }
     }
@@ -60,9 +72,12 @@ impl SessionCache {
         let meta = entry.meta.clone();
         let nodes = entry.nodes.clone();
         let metrics = self.metrics.clone();
+        let loads = self.loads.clone();
         let loaded = self
             .cache
             .try_get_with(key, async move {
+                // The semaphore is never closed, so acquiring fails only in theory.
+                let _permit = loads.acquire().await.map_err(|_| Error::Worker)?;
                 metrics.cache_misses.inc();
                 let started = std::time::Instant::now();
                 let loaded = loader::load(&storage, meta, nodes).await?;

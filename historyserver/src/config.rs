@@ -26,6 +26,23 @@ pub struct ServeArgs {
     /// A running session whose heartbeat is older than this is reported as lost.
     #[arg(long, env = "LOST_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
     pub lost_after: Duration,
+    /// Most sessions loaded from storage at once (cold loads parse every event file); more
+    /// wait their turn, so a burst of requests for old sessions cannot exhaust memory or CPU.
+    #[arg(long, env = "MAX_CONCURRENT_LOADS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_loads: u32,
+    /// Most API requests handled at once (health, readiness and metrics not counted); more
+    /// wait for a free slot within the request timeout.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_concurrent_requests: u32,
+    /// Longest an API request may take to produce its response (waiting for a slot included);
+    /// past it the answer is 503. Streaming a download's body is not limited.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// A client must send its request headers within this time of connecting (or of its
+    /// previous request), else the connection is closed: idle and trickling clients cannot
+    /// pile up.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
     /// Storage settings.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -32,6 +32,9 @@ pub enum Error {
     /// The request is malformed (bad name, path traversal, bad parameter).
     #[error("{0}")]
     BadRequest(String),
+    /// The answer would pass one of the documented per-request limits (the message names it).
+    #[error("{0}")]
+    TooLarge(String),
     /// The requested thing does not exist.
     #[error("{0}")]
     NotFound(String),

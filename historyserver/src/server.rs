@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use ray_history_storage::Storage;
 
 use crate::Error;
@@ -25,6 +29,7 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
         storage.clone(),
         args.cache_max_bytes,
         args.refresh_interval,
+        args.max_concurrent_loads as usize,
         metrics.clone(),
     );
     Ok(AppState {
@@ -35,12 +40,16 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
         config: Arc::new(ApiConfig {
             lost_after: args.lost_after,
             ray_dashboard_dir: args.ray_dashboard_dir.clone(),
+            max_concurrent_requests: args.max_concurrent_requests as usize,
+            request_timeout: args.request_timeout,
         }),
     })
 }
 
 /// Serves on an already bound listener until `shutdown` resolves; the index is refreshed
-/// every `--refresh-interval` meanwhile.
+/// every `--refresh-interval` meanwhile. Connections are served by hyper directly (rather
+/// than `axum::serve`) for a header read timeout: a client that connects and sends nothing,
+/// or trickles its request, is dropped after `--header-read-timeout`.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -49,12 +58,44 @@ pub async fn serve_on(
 ) -> Result<(), Error> {
     let refresher = tokio::spawn(state.index.clone().run(args.refresh_interval));
     let app = api::app(state);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(Error::Io);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(args.header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            // Exempt from tokio's cooperative budget: in a burst of connects, accepting (cheap)
+            // must not wait behind thousands of new connections, or the kernel's queue
+            // overflows and drops SYNs (probes included), which clients resend a second later.
+            accepted = tokio::task::unconstrained(listener.accept()) => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, usually: let connections close, then go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     refresher.abort();
-    result
+    Ok(())
 }
 
 /// `ray-history-server serve`.
@@ -63,13 +104,27 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
     let storage = Storage::open(&config).await?;
     tracing::info!(storage = storage.describe(), listen = %args.listen, "starting history server");
     let state = state(storage, &args).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: args.listen.to_string(),
-            source,
-        })?;
+    let listener = bind(args.listen).map_err(|source| Error::Listen {
+        addr: args.listen.to_string(),
+        source,
+    })?;
     serve_on(listener, state, &args, shutdown_signal()).await
+}
+
+/// Connections the kernel queues before we accept them (capped by `net.core.somaxconn`);
+/// tokio's default of 1024 drops SYNs in a burst of connects, and clients resend those only
+/// after a second.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn shutdown_signal() {

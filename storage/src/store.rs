@@ -222,6 +222,9 @@ impl Storage {
             .map_err(|e| backend_error("get", key.as_ref(), e))?;
         let meta = result.meta.clone();
         let owned_key = key.to_string();
+        if let object_store::GetResultPayload::File(file, _) = result.payload {
+            return Ok((meta, local_file_stream(file, result.range, owned_key)));
+        }
         let stream = result
             .into_stream()
             .map(move |chunk| chunk.map_err(|e| backend_error("get", &owned_key, e)))
@@ -303,6 +306,50 @@ impl Storage {
         }
         attributes
     }
+}
+
+/// Size of the reads of [`local_file_stream`].
+const LOCAL_STREAM_CHUNK: u64 = 256 * 1024;
+
+/// `range` of a local file as a stream of [`LOCAL_STREAM_CHUNK`] reads, each on the blocking
+/// pool. `object_store` reads local files 8 KiB per blocking call, which makes a multi-GB
+/// download cost millions of thread hops.
+fn local_file_stream(
+    file: std::fs::File,
+    range: Range<u64>,
+    key: String,
+) -> BoxStream<'static, Result<Bytes>> {
+    let io_error = move |key: &str, source| Error::Io {
+        path: key.to_string(),
+        source,
+    };
+    futures::stream::try_unfold(
+        (file, range.start, key),
+        move |(mut file, pos, key)| async move {
+            if pos >= range.end {
+                return Ok(None);
+            }
+            let len = (range.end - pos).min(LOCAL_STREAM_CHUNK);
+            let read = tokio::task::spawn_blocking(move || {
+                use std::io::{Read, Seek, SeekFrom};
+                file.seek(SeekFrom::Start(pos))?;
+                let mut buf = Vec::with_capacity(len as usize);
+                (&mut file).take(len).read_to_end(&mut buf)?;
+                Ok::<_, std::io::Error>((file, buf))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+            let (file, buf) = read.map_err(|e| io_error(&key, e))?;
+            if buf.is_empty() {
+                let truncated = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+                return Err(io_error(&key, truncated));
+            }
+            let next = pos + buf.len() as u64;
+            Ok(Some((Bytes::from(buf), (file, next, key))))
+        },
+    )
+    .boxed()
 }
 
 /// Maps an `object_store` error to ours, redacting its text.

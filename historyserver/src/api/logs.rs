@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use globset::GlobBuilder;
 
 use super::response::{self, ApiError};
@@ -367,62 +368,69 @@ async fn file(
         .unwrap_or_else(|| "file.txt".to_string());
     let filter_ansi = truthy(query_get(&pairs, "filter_ansi_code"), false);
     let storage = &state.storage;
-    let range_header = request_headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok());
-    let (status, body, content_range): (StatusCode, Body, Option<String>) =
-        if target.relative.ends_with(".gz") {
-            let n = usize::try_from(lines).ok();
-            let data = logs::gunzip(storage, &key, n).await?;
-            (StatusCode::OK, Body::from(finish(data, filter_ansi)), None)
-        } else if let Some(range) = range_header.and_then(|h| logs::parse_range(h, size)) {
-            let data = storage
-                .get_range(&key, range.clone())
-                .await
-                .map_err(crate::Error::from)?;
+    // Ranges apply to stored bytes; a gzip log is served inflated, so ranges are ignored.
+    let gz = target.relative.ends_with(".gz");
+    let range = match request_headers.get(header::RANGE) {
+        Some(h) if !gz => logs::parse_range(h.as_bytes(), size),
+        _ => logs::RangeRequest::Ignore,
+    };
+    let range_len = match &range {
+        logs::RangeRequest::Bytes(r) => Some(r.end - r.start),
+        _ => None,
+    };
+    let (status, body, content_range): (StatusCode, Body, Option<String>) = match range {
+        logs::RangeRequest::Unsatisfiable => {
+            let mut refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("Range must be one byte range (bytes=a-b, a- or -n) within the {size} bytes of the file"),
+            )
+            .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                refused.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(refused);
+        }
+        logs::RangeRequest::Bytes(range) => {
             let content_range = format!("bytes {}-{}/{size}", range.start, range.end - 1);
+            let stream = stream_range(storage, &key, range).await?;
             (
                 StatusCode::PARTIAL_CONTENT,
-                Body::from(finish(data, filter_ansi)),
+                filtered(stream, filter_ansi),
                 Some(content_range),
             )
-        } else {
+        }
+        logs::RangeRequest::Ignore if gz => match usize::try_from(lines) {
+            Ok(n) => {
+                let data = logs::gunzip_tail(storage, &key, n).await?;
+                (StatusCode::OK, bounded(data, filter_ansi), None)
+            }
+            Err(_) => {
+                let stream = logs::gunzip_stream(storage.clone(), key);
+                (StatusCode::OK, filtered(stream, filter_ansi), None)
+            }
+        },
+        logs::RangeRequest::Ignore => {
             let (lo, hi) = target.window.unwrap_or((0, size));
             let window = lo.min(size)..hi.min(size);
             if target.after_marker {
                 let data =
                     logs::after_last_marker(storage, &key, window, logs::TASK_MARKER).await?;
-                let start = usize::try_from(lines).map_or(0, |n| logs::tail_start(&data, n));
-                (
-                    StatusCode::OK,
-                    Body::from(finish(data.slice(start..), filter_ansi)),
-                    None,
-                )
-            } else if lines >= 0 {
-                let data = logs::tail(storage, &key, window, lines as usize).await?;
-                (StatusCode::OK, Body::from(finish(data, filter_ansi)), None)
-            } else if filter_ansi || window.end - window.start < 1024 * 1024 {
-                let data = if window.is_empty() {
-                    Bytes::new()
-                } else {
-                    storage
-                        .get_range(&key, window)
-                        .await
-                        .map_err(crate::Error::from)?
+                let data = match usize::try_from(lines) {
+                    Ok(n) => logs::keep_tail(data, n),
+                    Err(_) => data,
                 };
-                (StatusCode::OK, Body::from(finish(data, filter_ansi)), None)
+                (StatusCode::OK, bounded(data, filter_ansi), None)
+            } else if let Ok(n) = usize::try_from(lines) {
+                let data = logs::tail(storage, &key, window, n).await?;
+                (StatusCode::OK, bounded(data, filter_ansi), None)
+            } else if window.is_empty() {
+                (StatusCode::OK, Body::empty(), None)
             } else {
-                let (_, stream) = storage
-                    .get_stream(&key, Some(window))
-                    .await
-                    .map_err(crate::Error::from)?;
-                (
-                    StatusCode::OK,
-                    Body::from_stream(stream.map(|c| c.map_err(std::io::Error::other))),
-                    None,
-                )
+                let stream = stream_range(storage, &key, window).await?;
+                (StatusCode::OK, filtered(stream, filter_ansi), None)
             }
-        };
+        }
+    };
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
@@ -433,21 +441,59 @@ async fn file(
     if let Some(cr) = content_range.and_then(|c| HeaderValue::from_str(&c).ok()) {
         headers.insert(header::CONTENT_RANGE, cr);
     }
+    // A streamed range has a known length (unless filtering changes it): clients can show
+    // progress and tell a complete transfer from a cut one.
+    if let (Some(len), false) = (range_len, filter_ansi) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
     Ok(response)
 }
 
-fn finish(data: Bytes, filter_ansi: bool) -> Bytes {
+/// A byte range of a log, streamed from storage.
+async fn stream_range(
+    storage: &ray_history_storage::Storage,
+    key: &object_store::path::Path,
+    range: std::ops::Range<u64>,
+) -> Result<BoxStream<'static, std::io::Result<Bytes>>, ApiError> {
+    let (_, stream) = storage
+        .get_stream(key, Some(range))
+        .await
+        .map_err(crate::Error::from)?;
+    Ok(stream.map(|c| c.map_err(std::io::Error::other)).boxed())
+}
+
+/// A streamed body, without ANSI codes when asked.
+fn filtered(stream: BoxStream<'static, std::io::Result<Bytes>>, filter_ansi: bool) -> Body {
     if !filter_ansi {
-        return data;
+        return Body::from_stream(stream);
     }
-    let text = String::from_utf8_lossy(&data);
-    Bytes::from(super::tasks::strip_ansi(&text))
+    let state = (stream, Some(logs::AnsiFilter::default()));
+    let body = futures::stream::unfold(state, |(mut stream, filter)| async move {
+        let mut filter = filter?;
+        match stream.next().await {
+            Some(chunk) => {
+                let out = chunk.map(|c| filter.feed(&c));
+                Some((out, (stream, Some(filter))))
+            }
+            None => Some((Ok(filter.finish()), (stream, None))),
+        }
+    });
+    Body::from_stream(body)
+}
+
+/// A buffered (bounded) body, without ANSI codes when asked.
+fn bounded(data: Bytes, filter_ansi: bool) -> Body {
+    if filter_ansi {
+        Body::from(logs::AnsiFilter::filter(&data))
+    } else {
+        Body::from(data)
+    }
 }
 
 /// `api/jobs/<id>/logs` (`ray job logs`): the whole driver log of a submitted job,
 /// `job-driver-<submission id>.log` on the head node, as `{"logs": …}`; `<id>` is the
-/// submission id or the job id. At most [`logs::MAX_RESPONSE`] bytes, the end of the log when
-/// it is longer.
+/// submission id or the job id. At most [`logs::MAX_TAIL_BYTES`] bytes, the end of the log
+/// when it is longer.
 async fn job_logs(
     Loaded(session): Loaded,
     axum::extract::Path(path): axum::extract::Path<BTreeMap<String, String>>,
@@ -474,7 +520,7 @@ async fn job_logs(
         None => String::new(),
         Some(file) => {
             let key = log_key(&session, head.node_id, &relative)?;
-            let start = file.size.saturating_sub(logs::MAX_RESPONSE);
+            let start = file.size.saturating_sub(logs::MAX_TAIL_BYTES);
             let bytes = state
                 .storage
                 .get_range(&key, start..file.size)

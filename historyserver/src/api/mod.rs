@@ -16,13 +16,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{FromRef, FromRequestParts, MatchedPath, OriginalUri, Request, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use ray_history_storage::Storage;
 use ray_history_storage::layout::MetaRef;
 use serde::Deserialize;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate};
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -39,6 +43,10 @@ pub struct ApiConfig {
     pub lost_after: Duration,
     /// Ray's built dashboard to serve under each session prefix, if given.
     pub ray_dashboard_dir: Option<std::path::PathBuf>,
+    /// Most API requests handled at once (health routes not counted).
+    pub max_concurrent_requests: usize,
+    /// Longest an API request may take to produce its response.
+    pub request_timeout: Duration,
 }
 
 /// Shared state of all handlers.
@@ -56,7 +64,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
 }
 
-/// The whole application router.
+/// The whole application router. API routes share one concurrency limit and a timeout;
+/// health, readiness and metrics bypass both, so probes answer fast under load.
 pub fn app(state: AppState) -> Router {
     let ray = tasks::routes()
         .merge(state::routes())
@@ -64,14 +73,22 @@ pub fn app(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(misc::routes());
     // The built-in UI and Ray's dashboard build (`--ray-dashboard-dir`) come from `ui`.
-    let router = Router::new()
+    let limited = Router::new()
         .merge(sessions::routes())
-        .merge(misc::health_routes())
         .nest("/sessions/{namespace}/{cluster}/{session}", ray)
-        .merge(crate::ui::router(state.config.ray_dashboard_dir.clone()));
-    router
+        .merge(crate::ui::router(state.config.ray_dashboard_dir.clone()))
+        // One semaphore for all routes: axum layers each route separately.
+        .layer(GlobalConcurrencyLimitLayer::new(
+            state.config.max_concurrent_requests,
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            state.config.request_timeout,
+        ));
+    limited
+        .merge(misc::health_routes())
         .layer(middleware::from_fn(etag::etag))
-        .layer(CompressionLayer::new())
+        .layer(CompressionLayer::new().compress_when(Buffered))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(
             TraceLayer::new_for_http()
@@ -79,6 +96,18 @@ pub fn app(state: AppState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state)
+}
+
+/// Compresses buffered answers (JSON, tails: bounded sizes) but not streamed downloads,
+/// whose compression would cost CPU in proportion to the file's size.
+#[derive(Clone, Copy)]
+struct Buffered;
+
+impl Predicate for Buffered {
+    fn should_compress<B: axum::body::HttpBody>(&self, response: &axum::http::Response<B>) -> bool {
+        response.body().size_hint().exact().is_some()
+            && DefaultPredicate::new().should_compress(response)
+    }
 }
 
 /// Counts requests and their latency per route.

@@ -83,11 +83,13 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
     }
 
-    /// Maps a library error to a status: bad input 400, missing things 404, storage 502.
+    /// Maps a library error to a status: bad input 400, missing things 404, past a limit 422,
+    /// storage 502.
     pub fn from_error(error: &Error) -> Self {
         match error {
             Error::BadRequest(m) => Self::bad_request(m.clone()),
             Error::NotFound(m) => Self::not_found(m.clone()),
+            Error::TooLarge(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             Error::Storage(ray_history_storage::Error::NotFound { key }) => {
                 Self::not_found(format!("{key} not found"))
             }
