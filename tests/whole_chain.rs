@@ -289,8 +289,9 @@ const LISTS: [(&str, &str, &[&str], &[&str]); 6] = [
 ];
 
 /// `ray` commands whose text must be the same.
-const CLI_TEXT: [&[&str]; 5] = [
+const CLI_TEXT: [&[&str]; 6] = [
     &["summary", "tasks"],
+    &["job", "logs", "--follow", "ok-job"],
     &["job", "status", "ok-job"],
     &["job", "status", "fail-job"],
     &["job", "logs", "ok-job"],

@@ -682,7 +682,9 @@ fn trusted(
                 _ => Err(format!("node {node_id} is not this session's node")),
             }
         }
-        layout::Key::NodeEvents { cluster, session, .. } => {
+        layout::Key::NodeEvents {
+            cluster, session, ..
+        } => {
             if cluster != node.cluster {
                 return Err(format!("cluster {} is not this node's", cluster.segment()));
             }

@@ -32,6 +32,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/v0/logs", get(list))
         .route("/api/v0/logs/{media_type}", get(file))
         .route("/api/jobs/{job_id}/logs", get(job_logs))
+        .route("/api/jobs/{job_id}/logs/tail", get(job_logs_tail))
 }
 
 /// Ray's log categories, decided by the file name as its log manager does.
@@ -499,8 +500,39 @@ async fn job_logs(
     axum::extract::Path(path): axum::extract::Path<BTreeMap<String, String>>,
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<Response, ApiError> {
+    let text = job_log_text(&session, &state, &path).await?;
+    Ok(response::json(
+        StatusCode::OK,
+        &serde_json::json!({ "logs": text }),
+    ))
+}
+
+/// `api/jobs/<id>/logs/tail` (`ray job logs --follow`): the websocket Ray's client reads until
+/// it closes. A stored job has finished, so it gets the whole log in one message, then close.
+async fn job_logs_tail(
+    Loaded(session): Loaded,
+    axum::extract::Path(path): axum::extract::Path<BTreeMap<String, String>>,
+    axum::extract::State(state): axum::extract::State<AppState>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let text = job_log_text(&session, &state, &path).await?;
+    Ok(upgrade.on_upgrade(|mut socket| async move {
+        use axum::extract::ws::Message;
+        if !text.is_empty() {
+            let _ = socket.send(Message::Text(text.into())).await;
+        }
+        let _ = socket.send(Message::Close(None)).await;
+    }))
+}
+
+/// The last [`logs::MAX_TAIL_BYTES`] of a submitted job's driver log (empty when none).
+async fn job_log_text(
+    session: &LoadedSession,
+    state: &AppState,
+    path: &BTreeMap<String, String>,
+) -> Result<String, ApiError> {
     let wanted = path.get("job_id").map(String::as_str).unwrap_or_default();
-    let submission = super::entities::all_jobs(&session)
+    let submission = super::entities::all_jobs(session)
         .into_iter()
         .find(|(job_id, submission, _)| {
             submission == wanted || job_id.is_some_and(|id| id.hex() == wanted)
@@ -508,18 +540,18 @@ async fn job_logs(
         .map(|(_, submission, _)| submission)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::not_found(format!("Job {wanted} does not exist.")))?;
-    let head = super::entities::all_nodes(&session)
+    let head = super::entities::all_nodes(session)
         .into_iter()
         .find(|n| n.is_head)
         .ok_or_else(|| ApiError::not_found("the session has no head node"))?;
     let relative = format!("job-driver-{submission}.log");
-    let text = match node_files(&session, head.node_id)?
+    let text = match node_files(session, head.node_id)?
         .iter()
         .find(|f| f.relative == relative)
     {
         None => String::new(),
         Some(file) => {
-            let key = log_key(&session, head.node_id, &relative)?;
+            let key = log_key(session, head.node_id, &relative)?;
             let start = file.size.saturating_sub(logs::MAX_TAIL_BYTES);
             let bytes = state
                 .storage
@@ -529,10 +561,7 @@ async fn job_logs(
             String::from_utf8_lossy(&bytes).into_owned()
         }
     };
-    Ok(response::json(
-        StatusCode::OK,
-        &serde_json::json!({ "logs": text }),
-    ))
+    Ok(text)
 }
 
 #[cfg(test)]
