@@ -43,6 +43,18 @@ pub struct ServeArgs {
     /// pile up.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+    /// Who may see what: `none` (everyone sees every namespace) or `header` (the user and
+    /// groups a trusted proxy forwards, checked against `--auth-acl`).
+    #[arg(long, env = "AUTH_MODE", value_enum, default_value = "none")]
+    pub auth: crate::auth::AuthMode,
+    /// `header` mode: the proxies whose `X-Forwarded-User`/`-Groups` are believed, as
+    /// comma-separated addresses or networks (`10.0.0.0/8,127.0.0.1`).
+    #[arg(long, env = "AUTH_TRUSTED_PROXIES", default_value = "")]
+    pub auth_trusted_proxies: String,
+    /// `header` mode: a YAML file with `admins` (groups that see all), `groups` and `users`
+    /// (each a map to lists of namespaces).
+    #[arg(long, env = "AUTH_ACL")]
+    pub auth_acl: Option<PathBuf>,
     /// Storage settings.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -5,6 +5,7 @@
 //! are cached within a byte budget ([`cache`]), and logs are read with ranged GETs ([`logs`]).
 
 pub mod api;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod events;
@@ -53,6 +54,9 @@ pub enum Error {
     /// A parse worker stopped before answering (it panicked).
     #[error("a session load worker stopped unexpectedly")]
     Worker,
+    /// An authentication setting is unusable (the message names it).
+    #[error("{0}")]
+    Auth(String),
     /// Serving failed.
     #[error("server: {0}")]
     Io(#[source] std::io::Error),

@@ -11,6 +11,7 @@ use ray_history_storage::Storage;
 
 use crate::Error;
 use crate::api::{self, ApiConfig, AppState};
+use crate::auth::{Acl, AuthConfig, AuthMode};
 use crate::cache::SessionCache;
 use crate::config::ServeArgs;
 use crate::index::SessionIndex;
@@ -22,6 +23,7 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
     if let Some(dir) = &args.ray_dashboard_dir {
         crate::ui::check_ray_dashboard_dir(dir).map_err(Error::RayDashboardDir)?;
     }
+    let auth = Arc::new(auth_config(args)?);
     let metrics = Arc::new(Metrics::default());
     let index = Arc::new(SessionIndex::new(storage.clone()));
     index.refresh().await?;
@@ -33,6 +35,7 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
         metrics.clone(),
     );
     Ok(AppState {
+        auth,
         storage,
         index,
         cache,
@@ -81,7 +84,19 @@ pub async fn serve_on(
             },
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The peer's address, for `--auth header`'s trusted proxies.
+        let peer = stream.peer_addr().ok();
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<_>| {
+                if let Some(peer) = peer {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                }
+                request
+            },
+        ));
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -96,6 +111,40 @@ pub async fn serve_on(
     graceful.shutdown().await;
     refresher.abort();
     Ok(())
+}
+
+/// The authentication settings, checked: `header` needs trusted proxies and an ACL file.
+fn auth_config(args: &ServeArgs) -> Result<AuthConfig, Error> {
+    match args.auth {
+        AuthMode::None => {
+            if !args.listen.ip().is_loopback() {
+                tracing::warn!(
+                    listen = %args.listen,
+                    "AUTH_MODE=none on a non-loopback address: every namespace's sessions and \
+                     logs are readable by anyone who reaches this port"
+                );
+            }
+            Ok(AuthConfig::none())
+        }
+        AuthMode::Header => {
+            let trusted_proxies =
+                crate::auth::parse_networks(&args.auth_trusted_proxies).map_err(Error::Auth)?;
+            if trusted_proxies.is_empty() {
+                return Err(Error::Auth(
+                    "AUTH_TRUSTED_PROXIES: required with AUTH_MODE=header".into(),
+                ));
+            }
+            let path = args
+                .auth_acl
+                .as_deref()
+                .ok_or_else(|| Error::Auth("AUTH_ACL: required with AUTH_MODE=header".into()))?;
+            Ok(AuthConfig {
+                mode: AuthMode::Header,
+                trusted_proxies,
+                acl: Acl::load(path).map_err(Error::Auth)?,
+            })
+        }
+    }
 }
 
 /// `ray-history-server serve`.

@@ -52,6 +52,8 @@ pub struct ApiConfig {
 /// Shared state of all handlers.
 #[derive(Clone)]
 pub struct AppState {
+    /// Who may see what.
+    pub auth: Arc<crate::auth::AuthConfig>,
     /// The storage with the sessions.
     pub storage: Storage,
     /// The session index.
@@ -77,6 +79,10 @@ pub fn app(state: AppState) -> Router {
         .merge(sessions::routes())
         .nest("/sessions/{namespace}/{cluster}/{session}", ray)
         .merge(crate::ui::router(state.config.ray_dashboard_dir.clone()))
+        .layer(middleware::from_fn_with_state(
+            state.auth.clone(),
+            crate::auth::guard,
+        ))
         // One semaphore for all routes: axum layers each route separately.
         .layer(GlobalConcurrencyLimitLayer::new(
             state.config.max_concurrent_requests,

@@ -122,6 +122,7 @@ fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
 
 async fn list(
     State(state): State<AppState>,
+    axum::Extension(access): axum::Extension<crate::auth::Access>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let wanted_state = match query.state.as_deref() {
@@ -153,10 +154,11 @@ async fn list(
         .iter()
         .map(|e| (e.as_ref(), e.state(now, lost_after)))
         .filter(|(e, s)| {
-            query
-                .namespace
-                .as_deref()
-                .is_none_or(|n| e.meta_ref.namespace.as_str() == n)
+            access.allows(e.meta_ref.namespace.as_str())
+                && query
+                    .namespace
+                    .as_deref()
+                    .is_none_or(|n| e.meta_ref.namespace.as_str() == n)
                 && query
                     .cluster
                     .as_deref()
