@@ -119,7 +119,7 @@ fn wait_for_tasks(base: &str) {
 
 struct Live {
     cli: [Vec<Value>; 4],
-    cli_jobs: [String; 5],
+    cli_jobs: [String; 6],
     tasks: Value,
     actors: Value,
     jobs: Value,
@@ -164,8 +164,9 @@ const CLI_LISTS: [(&str, &str, &[&str]); 4] = [
 ];
 
 /// `ray job …` commands compared as text (what Ray's CLI prints on stdout).
-const CLI_JOB_COMMANDS: [&[&str]; 5] = [
+const CLI_JOB_COMMANDS: [&[&str]; 6] = [
     &["job", "logs", "e2e-ok"],
+    &["job", "logs", "--follow", "e2e-ok"],
     &["job", "logs", "e2e-fail"],
     &["job", "status", "e2e-fail"],
     &["summary", "tasks"],

@@ -161,7 +161,7 @@ fn export_events_give_tasks_actors_jobs_nodes() {
     assert_eq!(&*s.nodes[0].death_reason, "EXPECTED_TERMINATION");
     assert_eq!(s.events.len(), 4);
     assert_eq!(
-        s.events[0].json["customFields"]["submissionId"],
+        s.events[0].json["custom_fields"]["submission_id"],
         "probe-job-A"
     );
 }

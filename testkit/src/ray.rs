@@ -82,10 +82,20 @@ impl RayHead {
         let log = temp.path().join("ray-start.log");
         let mut group = Group::spawn(command, &log, Signal::SIGTERM, STOP_TIMEOUT, temp.path());
         let deadline = Instant::now() + START_TIMEOUT;
-        while !matches!(
-            http_get(Ipv4Addr::LOCALHOST, dashboard_port, "/api/version"),
-            Some((200, _))
-        ) {
+        // The dashboard first, then the head's raylet registered alive: a driver started
+        // before that cannot find its node.
+        let ready = || {
+            matches!(
+                http_get(Ipv4Addr::LOCALHOST, dashboard_port, "/api/version"),
+                Some((200, _))
+            ) && http_get(
+                Ipv4Addr::LOCALHOST,
+                dashboard_port,
+                "/api/v0/nodes?filter_keys=is_head_node&filter_predicates=%3D&filter_values=true",
+            )
+            .is_some_and(|(status, body)| status == 200 && body.contains(r#""state": "ALIVE""#))
+        };
+        while !ready() {
             if !group.running() || Instant::now() > deadline {
                 let tail = group.log_tail(6000);
                 group.kill();

@@ -517,11 +517,21 @@ async fn job_logs_tail(
 ) -> Result<Response, ApiError> {
     let text = job_log_text(&session, &state, &path).await?;
     Ok(upgrade.on_upgrade(|mut socket| async move {
-        use axum::extract::ws::Message;
+        use axum::extract::ws::{CloseFrame, Message, close_code};
         if !text.is_empty() {
             let _ = socket.send(Message::Text(text.into())).await;
         }
-        let _ = socket.send(Message::Close(None)).await;
+        // A normal close, answered by the client before the connection goes: Ray's client
+        // treats anything else as a failure (close code 1006).
+        let close = CloseFrame {
+            code: close_code::NORMAL,
+            reason: "".into(),
+        };
+        let _ = socket.send(Message::Close(Some(close))).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while let Some(Ok(_)) = socket.recv().await {}
+        })
+        .await;
     }))
 }
 
