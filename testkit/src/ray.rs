@@ -194,11 +194,7 @@ impl RayHead {
     /// Stops the head: SIGTERM to `ray start --block` (it drains and stops its children),
     /// then SIGKILL to the process group after 60 s.
     pub fn stop(&mut self) {
-        if let Some(mut group) = self.process.take() {
-            group.signal_leader(Signal::SIGTERM);
-            group.wait_for_exit(STOP_TIMEOUT);
-            group.kill();
-        }
+        stop_gracefully(&mut self.process);
     }
 }
 
@@ -275,17 +271,23 @@ impl RayWorker {
 
     /// SIGTERM to `ray start --block`, then SIGKILL to the group after 60 s.
     pub fn stop(&mut self) {
-        if let Some(mut group) = self.process.take() {
-            group.signal_leader(Signal::SIGTERM);
-            group.wait_for_exit(STOP_TIMEOUT);
-            group.kill();
-        }
+        stop_gracefully(&mut self.process);
     }
 }
 
 impl Drop for RayWorker {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// SIGTERM to `ray start --block` (it drains and stops its children), then SIGKILL to the
+/// group after [`STOP_TIMEOUT`].
+fn stop_gracefully(process: &mut Option<Group>) {
+    if let Some(mut group) = process.take() {
+        group.signal_leader(Signal::SIGTERM);
+        group.wait_for_exit(STOP_TIMEOUT);
+        group.kill();
     }
 }
 

@@ -479,14 +479,19 @@ async fn object_summary() -> Response {
         ("callsite_enabled".into(), raw(&true)),
         ("summary_by".into(), raw(&"callsite")),
     ]);
+    summary_response(0, cluster)
+}
+
+/// A summarize answer: `cluster` under `node_id_to_summary`, in Ray's list envelope.
+fn summary_response(total: usize, cluster: Ordered) -> Response {
     let by_node: Ordered = InOrder(vec![("cluster".into(), raw(&cluster))]);
     response::ok(
         "",
         Wrapped {
             result: ListResult {
-                total: 0,
-                num_after_truncation: 0,
-                num_filtered: 0,
+                total,
+                num_after_truncation: total,
+                num_filtered: total,
                 result: InOrder(vec![("node_id_to_summary", raw(&by_node))]),
                 partial_failure_warning: "",
                 warnings: None,
@@ -534,18 +539,5 @@ async fn actor_summary(Loaded(session): Loaded) -> Response {
         ("total_actors".into(), raw(&total)),
         ("summary_by".into(), raw(&"class")),
     ]);
-    let by_node: Ordered = InOrder(vec![("cluster".into(), raw(&cluster))]);
-    response::ok(
-        "",
-        Wrapped {
-            result: ListResult {
-                total,
-                num_after_truncation: total,
-                num_filtered: total,
-                result: InOrder(vec![("node_id_to_summary", raw(&by_node))]),
-                partial_failure_warning: "",
-                warnings: None,
-            },
-        },
-    )
+    summary_response(total, cluster)
 }
