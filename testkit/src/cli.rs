@@ -9,6 +9,7 @@ pub fn ray_cli(address: &str, args: &[&str]) -> String {
         .args(args)
         .args(["--address", address])
         .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        .env("RAY_AUTH_MODE", "disabled")
         .output()
         .expect("cannot run the venv's ray");
     assert!(

@@ -78,6 +78,8 @@ impl RayHead {
             .args(&options.args)
             .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", multi_node(node_ip))
             .env("PATH", venv_path())
+            // A token in ~/.ray (from any earlier `ray start`) must not turn on Ray's token auth.
+            .env("RAY_AUTH_MODE", "disabled")
             .envs(options.env.iter().map(|(k, v)| (k, v)));
         let log = temp.path().join("ray-start.log");
         let mut group = Group::spawn(command, &log, Signal::SIGTERM, STOP_TIMEOUT, temp.path());
@@ -146,6 +148,8 @@ impl RayHead {
                 multi_node(self.node_ip),
             )
             .env("PATH", venv_path())
+            // A token in ~/.ray (from any earlier `ray start`) must not turn on Ray's token auth.
+            .env("RAY_AUTH_MODE", "disabled")
             .env("RAY_ADDRESS", self.gcs_address());
         if with_env {
             command.envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -161,6 +165,8 @@ impl RayHead {
                 multi_node(self.node_ip),
             )
             .env("PATH", venv_path())
+            // A token in ~/.ray (from any earlier `ray start`) must not turn on Ray's token auth.
+            .env("RAY_AUTH_MODE", "disabled")
             .env("RAY_ADDRESS", self.gcs_address())
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
@@ -235,6 +241,8 @@ impl RayWorker {
             .args(args)
             .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "1")
             .env("PATH", venv_path())
+            // A token in ~/.ray (from any earlier `ray start`) must not turn on Ray's token auth.
+            .env("RAY_AUTH_MODE", "disabled")
             .envs(env.iter().map(|(k, v)| (k, v)));
         let log = temp.path().join("ray-start.log");
         let mut group = Group::spawn(command, &log, Signal::SIGTERM, STOP_TIMEOUT, temp.path());
