@@ -10,7 +10,7 @@ PYTOOLS := $(VENV)/.pytools-installed
 export RAY_HISTORY_TOOLS := $(TOOLS)
 CARGO ?= cargo
 
-.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server demo run e2e-kind chart clean kube-tools kube-up kube-down fixtures
+.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server bench-snapshot demo run e2e-kind chart clean kube-tools kube-up kube-down fixtures
 
 all: build
 
@@ -93,7 +93,7 @@ demo run: $(AZURITE) $(RAY)
 	scripts/demo.sh
 
 # Benchmarks against the named peers in one run (release builds; figures printed at the end).
-bench: bench-collector bench-server
+bench: bench-collector bench-server bench-snapshot
 
 bench-collector: tools apt-bench-tools
 	bench/collector/run.sh
@@ -101,6 +101,10 @@ bench-collector: tools apt-bench-tools
 bench-server: tools apt-bench-tools
 	$(CARGO) build --release -p ray-history-server --bins --example bench-server
 	./target/release/examples/bench-server run
+
+# What one head snapshot of the State API costs the head at 100k tasks.
+bench-snapshot: $(RAY)
+	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python bench/snapshot/run.py
 
 # Re-capture the Ray fixtures the tests read from a real Ray into fixtures/ray-2.60-session.new
 # (compare, then replace fixtures/ray-2.60-session: tests name ids from it).
