@@ -5,7 +5,8 @@
 //! refusal tells the real size. Elsewhere, changed files are uploaded whole on a slower cadence
 //! (`Storage::put_file`, streamed) and always at exit. Before the first upload in a process the
 //! object's size is checked: after a crash storage may hold more than the checkpoint says, and
-//! the extra bytes are adopted only when the object's first and last bytes match the file's.
+//! the extra bytes are adopted only when the object's bytes match the file's (whole up to 1 MiB, else
+//! its first and last bytes).
 //!
 //! An append blob takes at most 50,000 blocks. The batch grows as a blob fills up, and a blob
 //! that is nearly full is rewritten from its file in 4 MiB blocks, so an upload never fails.
@@ -203,11 +204,9 @@ impl Uploader {
                 .await;
             match appended {
                 Ok(_) => {}
-                Err(StorageError::AppendPosition { actual, .. })
-                    if actual == Some(offset + len) =>
-                {
-                    // An earlier attempt landed although its answer was lost.
-                }
+                // Also when the size is `offset + len`: an earlier attempt may have landed with
+                // its answer lost, or another object of that size sits there (a rotated log of
+                // equal length); only the object's bytes can tell.
                 Err(StorageError::AppendPosition { actual, .. }) => {
                     let size = actual.unwrap_or(0);
                     tracing::info!(key = %job.key, expected = offset, actual = size, "object size differs; resuming from it");
@@ -348,6 +347,17 @@ impl Uploader {
                 .await?;
             if crc(&head) != at.head || crc(&tail) != at.tail {
                 return Ok(None);
+            }
+            // Small objects are compared whole: windows miss a change in the middle only.
+            if let Some(whole) = at.whole
+                && size > 2 * WINDOW
+            {
+                let all = self
+                    .call("get", || self.storage.get_range(key, 0..size))
+                    .await?;
+                if crc(&all) != whole {
+                    return Ok(None);
+                }
             }
         }
         // The block count is unknown; never assume fewer than the old count or than needed.

@@ -153,6 +153,25 @@ async fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_of_the_same_size_under_a_new_files_key_is_replaced_not_adopted() {
+    // A rotated log of equal length (Ray's generations often are) left under the key while the
+    // collector was down: a refused append at offset 0 reports exactly the file's size.
+    let azurite = Azurite::shared();
+    let target = Target::azurite(azurite, "same-size").await;
+    let ray = FakeRay::new();
+    let old: String = (1000..1500).map(|n| format!("raylet {n}\n")).collect();
+    let new: String = (2000..2500).map(|n| format!("raylet {n}\n")).collect();
+    assert_eq!(old.len(), new.len());
+    let key = log_key("raylet.out.1");
+    target.storage.append(&key, 0, old.into()).await.unwrap();
+    std::fs::write(ray.logs().join("raylet.out.1"), &new).unwrap();
+    let mut collector = Collector::start(ray.root.path(), &target, &[]);
+    collector.wait_ready().await;
+    wait_mirrored(&target.storage, &ray.logs(), Duration::from_secs(30)).await;
+    collector.terminate(Duration::from_secs(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_twenty_second_storage_outage_loses_nothing() {
     let mut azurite = Azurite::start_on_disk();
     let target = Target::azurite(&azurite, "outage").await;
