@@ -6,7 +6,9 @@ RAY_VERSION := 2.60.0
 AZURITE := $(TOOLS)/azurite/node_modules/.bin/azurite-blob
 VENV := $(TOOLS)/venv
 RAY := $(VENV)/bin/ray
-PYTOOLS := $(VENV)/.pytools-installed
+MOTO_VERSION := 5.2.5
+# Renamed when the list below changes, so existing tool folders install the additions.
+PYTOOLS := $(VENV)/.pytools-2-installed
 export RAY_HISTORY_TOOLS := $(TOOLS)
 CARGO ?= cargo
 
@@ -19,7 +21,8 @@ build:
 
 tools: $(AZURITE) $(RAY) $(PYTOOLS) apt-tools kube-tools
 
-# The local Kubernetes control plane's binaries, built from Go modules (versions pinned in
+# The local Kubernetes control plane's binaries and fake-gcs-server (the GCS server of the
+# tests), built from Go modules (versions pinned in
 # scripts/kube/versions.env; each is rebuilt only when its version changes).
 kube-tools:
 	scripts/kube/build.sh
@@ -63,8 +66,8 @@ $(RAY):
 	@test -x $@
 
 $(PYTOOLS): $(RAY)
-	@echo "==> installing kubernetes-validate and helm-sdkpy into $(VENV)"
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate
+	@echo "==> installing kubernetes-validate, helm-sdkpy and moto (the S3 server of the tests) into $(VENV)"
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate 'moto[server]==$(MOTO_VERSION)'
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --ignore-requires-python helm-sdkpy
 	touch $@
 

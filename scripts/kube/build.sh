@@ -160,7 +160,7 @@ build_cert-manager-crds() {
 
 command -v go >/dev/null || { echo "kube build: go is required (the machine's Go toolchain)" >&2; exit 1; }
 targets=("$@")
-(( ${#targets[@]} )) || targets=(etcd kubernetes kwok kuberay cert-manager-crds)
+(( ${#targets[@]} )) || targets=(etcd kubernetes kwok kuberay fake-gcs cert-manager-crds)
 for target in "${targets[@]}"; do
     case "$target" in
         etcd | kubernetes | kwok | kuberay | fake-gcs | cert-manager-crds) timed "build_$target" ;;

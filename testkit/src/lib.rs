@@ -1,22 +1,27 @@
-//! Test harness: real Azurite, a real Ray head and a real Kubernetes control plane, started on free ports
-//! from the project's tools folder and stopped by process id. A missing tool is a panic that
+//! Test harness: real Azurite, moto (S3), fake-gcs-server, a real Ray head and a real
+//! Kubernetes control plane, started on free ports from the project's tools folder and stopped
+//! by process id. A missing tool is a panic that
 //! says to run `make tools`, never a silent skip.
 
 mod azurite;
 pub mod cli;
+mod gcs;
 pub mod kube;
 mod netns;
 mod process;
 mod ray;
+mod s3;
 
 use std::path::PathBuf;
 
 pub use azurite::Azurite;
+pub use gcs::FakeGcs;
 pub use kube::ControlPlane;
 pub use netns::Netns;
 pub use nix::sys::signal::Signal;
 pub use process::{Group, free_port};
 pub use ray::{RayHead, RayHeadOptions, RayWorker, short_temp_dir};
+pub use s3::MotoS3;
 
 /// The tools folder: `RAY_HISTORY_TOOLS`, else `<workspace>/.tools`.
 pub fn tools_dir() -> PathBuf {

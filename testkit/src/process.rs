@@ -130,10 +130,27 @@ impl Group {
 
 /// A plain HTTP/1.0 GET; returns the status code and body, or `None` when nothing answers.
 pub(crate) fn http_get(host: Ipv4Addr, port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(host, port, "GET", path, b"")
+}
+
+/// A plain HTTP/1.0 request with a body (emulators' admin calls: creating buckets).
+pub(crate) fn http_request(
+    host: Ipv4Addr,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Option<(u16, String)> {
     let mut stream =
         TcpStream::connect_timeout(&(host, port).into(), Duration::from_secs(1)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: {host}:{port}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .ok()?;
+    stream.write_all(body).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
