@@ -16,7 +16,7 @@ use crate::crd::server::DEFAULT_SERVER_IMAGE;
 use crate::crd::storage::{DEFAULT_COLLECTOR_IMAGE, HistoryStorage};
 use crate::leader::LeaseLock;
 use crate::metrics::{self, Metrics};
-use crate::reconcile::{self, Context, Settings};
+use crate::reconcile::{self, Context, ProbePolicy, Settings};
 use crate::webhook::certs::{self, CertSource, Managed};
 use crate::webhook::tls::{self, Resolver};
 use crate::webhook::{self, WebhookState};
@@ -77,6 +77,10 @@ pub struct RunArgs {
     /// Give up a storage probe after this long.
     #[arg(long, env = "PROBE_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub probe_timeout: Duration,
+    /// Custom storage endpoint hosts the operator may probe, besides the public clouds'
+    /// (comma-separated globs, e.g. `*.svc.cluster.local`); others are not probed.
+    #[arg(long, env = "ALLOWED_ENDPOINTS", value_delimiter = ',', value_parser = parse_host_pattern)]
+    pub allowed_endpoints: Vec<String>,
     /// Retry objects with problems this often.
     #[arg(long, env = "RETRY_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub retry_interval: Duration,
@@ -186,6 +190,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         retry_interval: args.retry_interval,
         probe_timeout: args.probe_timeout,
         server_image: args.server_image.clone(),
+        probe_policy: ProbePolicy::new(&args.allowed_endpoints)
+            .expect("ALLOWED_ENDPOINTS was checked when parsed"),
     };
     let ctx = Arc::new(Context::new(
         client,
@@ -229,6 +235,18 @@ pub struct WebhookUrl {
     pub host: String,
     /// Address to listen on.
     pub listen: SocketAddr,
+}
+
+/// Parses one `--allowed-endpoints` host pattern.
+pub fn parse_host_pattern(raw: &str) -> Result<String, String> {
+    let pattern = raw.trim().to_ascii_lowercase();
+    if pattern.is_empty() || pattern.contains(['/', ':']) {
+        return Err(format!(
+            "{raw:?} is not a host pattern (a host or glob such as *.svc.cluster.local, without scheme or port)"
+        ));
+    }
+    globset::Glob::new(&pattern).map_err(|e| format!("{raw:?}: {e}"))?;
+    Ok(pattern)
 }
 
 /// Parses `https://<ip>:<port>[/path]`; the path defaults to the webhook's own.

@@ -24,6 +24,10 @@ use serde_json::Value;
 const SYSTEM_NS: &str = "ray-history";
 /// Release name (the chart's fullname is the release name).
 const RELEASE: &str = "ray-history";
+/// The main Ray namespace of the real-API-server test.
+const RAY_NS: &str = "rh-ray";
+/// Where the chart lets the operator read Secrets in that test (not `rh-bystander`).
+const SECRET_NAMESPACES: [&str; 3] = [RAY_NS, "rh-restricted", "rh-plain"];
 
 fn cp() -> &'static ControlPlane {
     ControlPlane::shared()
@@ -166,6 +170,7 @@ fn chart_installs_upgrades_and_uninstalls_with_every_option() {
     for part in ["historyStorage", "historyServer"] {
         values[part]["namespace"] = "rh-full-ray".into();
     }
+    values["rbac"]["secretNamespaces"] = serde_yaml::Value::Sequence(vec!["rh-full-ray".into()]);
     cp().kubectl_ok(&["create", "namespace", "rh-full-ray"]);
     let file = cp().scratch().join("full-values.yaml");
     std::fs::write(&file, serde_yaml::to_string(&values).unwrap()).unwrap();
@@ -184,7 +189,14 @@ fn installed() -> &'static Installed {
     INSTALLED.get_or_init(|| {
         // The chart's operator Deployment runs on kwok (no real process); the real operator is
         // ours, out of cluster, with the Deployment's own identity.
-        helm(SYSTEM_NS, RELEASE, "install", None);
+        // The operator reads Secrets only in the Ray namespaces the test uses.
+        for ns in SECRET_NAMESPACES {
+            namespace(ns, &[]);
+        }
+        let values = cp().scratch().join("install-values.yaml");
+        let listed = SECRET_NAMESPACES.join(", ");
+        std::fs::write(&values, format!("rbac:\n  secretNamespaces: [{listed}]\n")).unwrap();
+        helm(SYSTEM_NS, RELEASE, "install", Some(&values));
         let token = cp().service_account_token(SYSTEM_NS, RELEASE);
         let kubeconfig = cp().token_kubeconfig("operator", &token);
         Installed { token, kubeconfig }
@@ -216,6 +228,7 @@ impl Operator {
             .env("METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
             .env("WEBHOOK_URL", format!("https://127.0.0.1:{webhook_port}"))
             .env("PROBE_TIMEOUT", "5s")
+            .env("ALLOWED_ENDPOINTS", "127.0.0.1")
             .env("RETRY_INTERVAL", "2s")
             .env("RUST_LOG", "info,ray_history_operator=debug");
         let log = cp().scratch().join(format!("operator-{name}.log"));
@@ -390,10 +403,13 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
     let installed = installed();
     let operator = Operator::start("operator-a");
 
-    // Least privilege: the chart's ServiceAccount may not read Secrets where no
-    // HistoryStorage is, nor delete pods, nor touch what it does not manage.
+    // Least privilege: the chart's ServiceAccount reads Secrets only in the namespaces the
+    // chart names, may not delete pods, nor touch what it does not manage.
     namespace("rh-bystander", &[]);
+    assert!(!operator_can("get", "secrets", "rh-bystander"));
     assert!(!operator_can("list", "secrets", "rh-bystander"));
+    assert!(operator_can("get", "secrets", RAY_NS));
+    assert!(!operator_can("list", "secrets", RAY_NS));
     assert!(!operator_can("delete", "pods", "rh-bystander"));
     assert!(!operator_can("create", "pods", "rh-bystander"));
     assert!(!operator_can(
@@ -409,7 +425,7 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
     assert!(!installed.token.is_empty());
 
     // HistoryStorage against Azurite: ConfigMap, conditions, Events, observedGeneration.
-    let ns = "rh-ray";
+    let ns = RAY_NS;
     namespace(
         ns,
         &[
@@ -491,6 +507,39 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
             .contains("Eby8vdM02xNOcqFlqUwJPLlm"),
         "no secret in the status"
     );
+
+    // Where the operator may not read Secrets, it reads none and probes nothing, but the
+    // ConfigMap is written so pods are still injected.
+    cp().apply(&azure_secret("rh-bystander", "azurite", azurite));
+    cp().apply(&history_storage(
+        "rh-bystander",
+        "history",
+        "azurite",
+        false,
+    ));
+    let hs = wait_condition("rh-bystander", "history", "SecretResolved", "Unknown");
+    assert_eq!(
+        condition(&hs["status"], "SecretResolved").unwrap().1,
+        "NotPermitted"
+    );
+    assert_eq!(condition(&hs["status"], "Ready").unwrap().0, "Unknown");
+    assert_eq!(hs["status"]["configMap"], "history-storage", "{hs}");
+    // A tenant cannot aim the operator's probe at an endpoint the admin did not allow.
+    cp().apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: elsewhere, namespace: {ns}}}\n\
+         stringData:\n  connectionString: \"{}\"\n",
+        azurite
+            .connection_string()
+            .replace("127.0.0.1", "169.254.169.254")
+    ));
+    cp().apply(&history_storage(ns, "elsewhere", "elsewhere", false));
+    let hs = wait_condition(ns, "elsewhere", "StorageReachable", "Unknown");
+    assert_eq!(
+        condition(&hs["status"], "StorageReachable").unwrap().1,
+        "EndpointNotAllowed",
+        "{hs}"
+    );
+    assert!(hs["status"].to_string().contains("169.254.169.254"), "{hs}");
 
     // KubeRay creates the pods; the real API server calls our webhook at its URL.
     cp().eventually(

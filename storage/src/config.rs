@@ -298,6 +298,17 @@ impl StorageConfig {
         }
     }
 
+    /// The endpoint URL requests go to, when it is not fixed by the backend: Azure's blob
+    /// endpoint (public or custom) and a custom S3 endpoint. `None` for AWS's own S3, GCS,
+    /// local disk and memory.
+    pub fn endpoint(&self) -> Option<&str> {
+        match &self.backend {
+            Backend::Azure(azure) => Some(&azure.endpoint),
+            Backend::S3(s3) => s3.endpoint.as_deref(),
+            Backend::Gcs(_) | Backend::Local { .. } | Backend::Memory => None,
+        }
+    }
+
     pub(crate) fn prefix_path(&self) -> Option<Path> {
         self.prefix.as_deref().map(Path::from)
     }

@@ -79,6 +79,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// One line for places other people read (a Kubernetes status): the error's first line
+    /// up to any response body the backend echoed (JSON or XML), at most 200 characters.
+    pub fn brief(&self) -> String {
+        let text = self.to_string();
+        let line = text.lines().next().unwrap_or_default();
+        let line = match line.find(['{', '<']) {
+            Some(body) => line[..body].trim_end_matches([':', ' ']),
+            None => line,
+        };
+        match line.char_indices().nth(200) {
+            Some((end, _)) => format!("{}…", &line[..end]),
+            None => line.to_string(),
+        }
+    }
+
     /// Whether retrying the same call may succeed.
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -93,3 +108,33 @@ impl Error {
 
 /// Result with the storage [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brief_drops_response_bodies_and_long_tails() {
+        let e = Error::Backend {
+            operation: "put",
+            key: "a/b".into(),
+            message: "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AuthorizationFailure</Code></Error>\nmore".into(),
+            transient: false,
+        };
+        assert_eq!(
+            e.brief(),
+            "put a/b: Server returned non-2xx status code: 403 Forbidden"
+        );
+        let json = Error::Backend {
+            operation: "get",
+            key: String::new(),
+            message: "400 Bad Request: {\"error\":{\"message\":\"secret stuff\"}}".into(),
+            transient: false,
+        };
+        assert_eq!(json.brief(), "get: 400 Bad Request");
+        let long = Error::NotFound {
+            key: "k".repeat(300),
+        };
+        assert_eq!(long.brief().chars().count(), 201);
+    }
+}

@@ -36,3 +36,23 @@ app.kubernetes.io/component: operator
 {{- define "ray-history.storageNamespace" -}}
 {{- default .Release.Namespace .Values.historyStorage.namespace -}}
 {{- end -}}
+
+{{/* Namespaces where the operator reads Secrets: rbac.secretNamespaces, plus the chart's own
+HistoryStorage namespace when the chart creates that HistoryStorage (JSON array). */}}
+{{- define "ray-history.secretNamespaces" -}}
+{{- $namespaces := .Values.rbac.secretNamespaces | default list -}}
+{{- if .Values.historyStorage.enabled -}}
+{{- $namespaces = append $namespaces (include "ray-history.storageNamespace" .) -}}
+{{- end -}}
+{{- $namespaces | uniq | toJson -}}
+{{- end }}
+
+{{/* Storage hosts the operator may probe besides the public clouds': allowedEndpoints, plus
+the development Azurite's Service. */}}
+{{- define "ray-history.allowedEndpoints" -}}
+{{- $hosts := .Values.allowedEndpoints | default list -}}
+{{- if .Values.azurite.enabled -}}
+{{- $hosts = append $hosts (printf "%s-azurite.%s.svc" (include "ray-history.fullname" .) .Release.Namespace) -}}
+{{- end -}}
+{{- $hosts | uniq | join "," -}}
+{{- end }}

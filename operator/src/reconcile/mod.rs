@@ -5,6 +5,7 @@
 //! so Kubernetes' garbage collector removes it with its owner; nothing lives outside the
 //! cluster, so no finalizer is needed (one would only block deletion when the operator is down).
 
+pub mod policy;
 pub mod server;
 pub mod storage;
 
@@ -28,6 +29,7 @@ use crate::crd::server::HistoryServer;
 use crate::crd::storage::HistoryStorage;
 use crate::metrics::Metrics;
 use crate::{Error, Result};
+pub use policy::ProbePolicy;
 
 /// Settings of the reconcilers.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct Settings {
     pub probe_timeout: Duration,
     /// Server image when a `HistoryServer` names none.
     pub server_image: String,
+    /// Which storage may be probed.
+    pub probe_policy: ProbePolicy,
 }
 
 impl Default for Settings {
@@ -49,6 +53,7 @@ impl Default for Settings {
             retry_interval: Duration::from_secs(30),
             probe_timeout: Duration::from_secs(20),
             server_image: crate::crd::server::DEFAULT_SERVER_IMAGE.to_string(),
+            probe_policy: ProbePolicy::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::ObjectMeta;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
+use ray_history_storage::StorageConfig;
 
 use super::{Context, apply, apply_status};
 use crate::Result;
@@ -39,11 +40,18 @@ pub async fn reconcile(hs: Arc<HistoryStorage>, ctx: Arc<Context>) -> Result<Act
 /// The credentials found, or why not.
 enum Credentials {
     Resolved(BTreeMap<&'static str, String>),
+    /// The operator may not read Secrets in this namespace (least privilege: it reads them
+    /// only where the chart's `rbac.secretNamespaces` lets it); pods still get them from the
+    /// kubelet.
+    NotPermitted,
     Problem {
         reason: &'static str,
         message: String,
     },
 }
+
+/// What the probe found; `None` when it did not run (with the reason and message).
+type ProbeOutcome = Result<String, (Option<&'static str>, String)>;
 
 impl HistoryStorage {
     async fn reconcile(&self, ctx: &Context) -> Result<Action> {
@@ -73,7 +81,20 @@ impl HistoryStorage {
                     message,
                     generation,
                 ));
-                Some(values)
+                Some(Some(values))
+            }
+            Credentials::NotPermitted => {
+                status.conditions.push(crd::unknown(
+                    prev,
+                    SECRET_RESOLVED,
+                    "NotPermitted",
+                    &format!(
+                        "not checked: the operator may not read Secrets in namespace {ns} \
+                         (the chart's rbac.secretNamespaces); pods get the Secret from the kubelet"
+                    ),
+                    generation,
+                ));
+                Some(None)
             }
             Credentials::Problem { reason, message } => {
                 status.conditions.push(crd::condition(
@@ -88,97 +109,89 @@ impl HistoryStorage {
             }
         };
 
-        let (reachable, ready_reason, ready_message) = match values {
-            None => {
-                status.conditions.push(crd::unknown(
-                    prev,
-                    STORAGE_REACHABLE,
-                    "SecretNotResolved",
-                    "not probed: the credentials are not resolved",
-                    generation,
-                ));
-                (
-                    false,
-                    "SecretNotResolved",
-                    "the credentials Secret is not resolved".to_string(),
-                )
+        // Ok: reachable; Err((None, _)): unreachable; Err((Some(reason), _)): not probed.
+        let outcome: ProbeOutcome = match values {
+            None => Err((
+                Some("SecretNotResolved"),
+                "not probed: the credentials Secret is not resolved".to_string(),
+            )),
+            Some(None) => {
+                self.apply_config_map(ctx, &ns).await?;
+                status.config_map = Some(self.config_map_name());
+                Err((
+                    Some("SecretNotChecked"),
+                    "not probed: the operator may not read the credentials Secret".to_string(),
+                ))
             }
-            Some(values) => match self.spec.storage_config(&values) {
-                Err(e) => {
-                    status.conditions.push(crd::unknown(
-                        prev,
-                        STORAGE_REACHABLE,
-                        "InvalidSpec",
-                        "not probed: the settings are invalid",
-                        generation,
-                    ));
-                    (false, "InvalidSpec", e.to_string())
-                }
+            Some(Some(values)) => match self.spec.storage_config(&values) {
+                Err(e) => Err((Some("InvalidSpec"), e.to_string())),
                 Ok(config) => {
                     self.apply_config_map(ctx, &ns).await?;
                     status.config_map = Some(self.config_map_name());
                     status.location = Some(config.describe());
-                    let probe = tokio::time::timeout(
-                        ctx.settings.probe_timeout,
-                        ray_history_storage::check::run(&config),
-                    )
-                    .await;
-                    let outcome = match probe {
-                        Ok(Ok(report)) => Ok(format!("check passed: {}", report.storage)),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!(
-                            "check timed out after {}",
-                            humantime::format_duration(ctx.settings.probe_timeout)
-                        )),
-                    };
-                    let label = if outcome.is_ok() {
-                        "reachable"
-                    } else {
-                        "unreachable"
-                    };
-                    ctx.metrics
-                        .probes
-                        .get_or_create(&ProbeLabels { result: label })
-                        .inc();
-                    match outcome {
-                        Ok(message) => {
-                            status.conditions.push(crd::condition(
-                                prev,
-                                STORAGE_REACHABLE,
-                                true,
-                                "Reachable",
-                                message,
-                                generation,
-                            ));
-                            (
-                                true,
-                                "Ready",
-                                format!("history goes to {}", config.describe()),
-                            )
-                        }
-                        Err(message) => {
-                            status.conditions.push(crd::condition(
-                                prev,
-                                STORAGE_REACHABLE,
-                                false,
-                                "Unreachable",
-                                message.clone(),
-                                generation,
-                            ));
-                            (false, "StorageUnreachable", message)
-                        }
+                    let with_secret = self.spec.credentials_secret_ref.is_some();
+                    match ctx.settings.probe_policy.refusal(&config, with_secret) {
+                        Some(refusal) => Err((Some(refusal.reason), refusal.message)),
+                        None => self.probe(ctx, &ns, &config).await,
                     }
                 }
             },
         };
-        status.conditions.push(crd::condition(
-            prev,
-            READY,
-            reachable,
-            ready_reason,
-            ready_message.clone(),
-            generation,
-        ));
+        let (reachable, ready_reason, ready_message) = match outcome {
+            Ok(message) => {
+                status.conditions.push(crd::condition(
+                    prev,
+                    STORAGE_REACHABLE,
+                    true,
+                    "Reachable",
+                    message,
+                    generation,
+                ));
+                (
+                    Some(true),
+                    "Ready",
+                    format!(
+                        "history goes to {}",
+                        status.location.clone().unwrap_or_default()
+                    ),
+                )
+            }
+            Err((None, message)) => {
+                status.conditions.push(crd::condition(
+                    prev,
+                    STORAGE_REACHABLE,
+                    false,
+                    "Unreachable",
+                    message.clone(),
+                    generation,
+                ));
+                (Some(false), "StorageUnreachable", message)
+            }
+            // Spec and Secret problems make the object not ready; a probe the operator may not
+            // run leaves readiness unknown (pods are still injected).
+            Err((Some(reason), message)) => {
+                status.conditions.push(crd::unknown(
+                    prev,
+                    STORAGE_REACHABLE,
+                    reason,
+                    &message,
+                    generation,
+                ));
+                let known_bad = matches!(reason, "SecretNotResolved" | "InvalidSpec");
+                (known_bad.then_some(false), reason, message)
+            }
+        };
+        status.conditions.push(match reachable {
+            Some(ready) => crd::condition(
+                prev,
+                READY,
+                ready,
+                ready_reason,
+                ready_message.clone(),
+                generation,
+            ),
+            None => crd::unknown(prev, READY, ready_reason, &ready_message, generation),
+        });
 
         let was_ready = previous
             .conditions
@@ -191,11 +204,11 @@ impl HistoryStorage {
             .map(|c| (c.status.clone(), c.reason.clone()));
         self.patch_status(ctx, &ns, &status).await?;
         if was_ready != now_ready {
-            ctx.event(self, !reachable, ready_reason, ready_message)
+            ctx.event(self, reachable == Some(false), ready_reason, ready_message)
                 .await;
         }
-        tracing::info!(namespace = %ns, name, ready = reachable, reason = ready_reason, "reconciled HistoryStorage");
-        Ok(Action::requeue(if reachable {
+        tracing::info!(namespace = %ns, name, ready = ?reachable, reason = ready_reason, "reconciled HistoryStorage");
+        Ok(Action::requeue(if reachable != Some(false) {
             ctx.settings.probe_interval
         } else {
             ctx.settings.retry_interval
@@ -208,7 +221,11 @@ impl HistoryStorage {
             return Ok(Credentials::Resolved(BTreeMap::new()));
         };
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-        let Some(secret) = secrets.get_opt(&r.name).await? else {
+        let found = match secrets.get_opt(&r.name).await {
+            Err(kube::Error::Api(e)) if e.code == 403 => return Ok(Credentials::NotPermitted),
+            found => found?,
+        };
+        let Some(secret) = found else {
             return Ok(Credentials::Problem {
                 reason: "SecretNotFound",
                 message: format!("Secret {} not found in namespace {ns}", r.name),
@@ -239,6 +256,40 @@ impl HistoryStorage {
             });
         }
         Ok(Credentials::Resolved(values))
+    }
+
+    /// Runs the storage check with the tenant's credentials. The status gets a brief line
+    /// (no response body the storage echoed); the log gets the whole redacted error.
+    async fn probe(&self, ctx: &Context, ns: &str, config: &StorageConfig) -> ProbeOutcome {
+        let probe = tokio::time::timeout(
+            ctx.settings.probe_timeout,
+            ray_history_storage::check::run(config),
+        )
+        .await;
+        let outcome = match probe {
+            Ok(Ok(report)) => Ok(format!("check passed: {}", report.storage)),
+            Ok(Err(e)) => {
+                tracing::warn!(namespace = %ns, name = %self.name_any(), error = %e, "storage check failed");
+                Err((None, e.brief()))
+            }
+            Err(_) => Err((
+                None,
+                format!(
+                    "check timed out after {}",
+                    humantime::format_duration(ctx.settings.probe_timeout)
+                ),
+            )),
+        };
+        let result = if outcome.is_ok() {
+            "reachable"
+        } else {
+            "unreachable"
+        };
+        ctx.metrics
+            .probes
+            .get_or_create(&ProbeLabels { result })
+            .inc();
+        outcome
     }
 
     /// Server-side applies ConfigMap `<name>-storage`, owned by this object.
@@ -286,7 +337,7 @@ mod tests {
     use super::*;
     use crate::crd::storage::StorageBackend;
     use crate::fixtures::{self, ApiServerVerifier, NS, condition, secret};
-    use crate::reconcile::Settings;
+    use crate::reconcile::{ProbePolicy, Settings};
 
     const SECRET_PATH: &str = "/api/v1/namespaces/ray/secrets/azure-credentials";
     const CM_PATH: &str = "/api/v1/namespaces/ray/configmaps/history-storage";
@@ -297,6 +348,7 @@ mod tests {
     fn settings() -> Settings {
         Settings {
             probe_timeout: Duration::from_secs(20),
+            probe_policy: ProbePolicy::new(&["127.0.0.1".into()]).unwrap(),
             ..Settings::default()
         }
     }
