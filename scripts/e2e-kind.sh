@@ -61,7 +61,8 @@ helm upgrade --install ray-history "$ROOT/charts/ray-history" \
     --namespace "$NS_SYSTEM" --create-namespace --wait --timeout 5m \
     --set image.repository=ray-history-operator --set image.tag="$TAG" --set image.pullPolicy=Never \
     --set collectorImage.repository=ray-history-collector --set collectorImage.tag="$TAG" \
-    --set serverImage.repository=ray-history-server --set serverImage.tag="$TAG"
+    --set serverImage.repository=ray-history-server --set serverImage.tag="$TAG" \
+    --set "rbac.secretNamespaces={$NS_RAY}" --set "allowedEndpoints={azurite.$NS_RAY.svc}"
 
 log "creating HistoryStorage and HistoryServer"
 kubectl apply -f "$ROOT/config/samples/historystorage.yaml"
