@@ -241,7 +241,8 @@ impl HistoryServer {
             "--listen".to_string(),
             format!("0.0.0.0:{HTTP_PORT}"),
         ];
-        if let Some(bytes) = spec.cache_max_bytes {
+        let resources = spec.resources.clone().unwrap_or_else(default_resources);
+        if let Some(bytes) = spec.cache_max_bytes.or_else(|| cache_budget(&resources)) {
             args.extend(["--cache-max-bytes".to_string(), bytes.to_string()]);
         }
         let mut volumes = vec![empty_dir("tmp")];
@@ -299,7 +300,7 @@ impl HistoryServer {
             }]),
             readiness_probe: Some(probe("/readyz", 2)),
             liveness_probe: Some(probe("/healthz", 10)),
-            resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+            resources: Some(resources),
             security_context: Some(crd::restricted()),
             volume_mounts: Some(mounts),
             ..Default::default()
@@ -367,12 +368,61 @@ fn default_resources() -> ResourceRequirements {
     crd::resources("100m", "256Mi", "1Gi")
 }
 
+/// A cache budget that fits the container's memory limit: half of it, leaving the other half
+/// for requests in flight and session loads (bounded, see the README's Security section).
+/// `None` without a limit, or with one this cannot read.
+fn cache_budget(resources: &ResourceRequirements) -> Option<i64> {
+    let limit = resources.limits.as_ref()?.get("memory")?;
+    quantity_bytes(&limit.0).map(|bytes| bytes / 2)
+}
+
+/// Bytes of a Kubernetes memory quantity (`1Gi`, `512Mi`, `1G`, `1500000000`); written here
+/// because k8s-openapi keeps quantities as strings and this is all the operator needs.
+fn quantity_bytes(text: &str) -> Option<i64> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let scale: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        _ => return None,
+    };
+    let bytes = number.parse::<f64>().ok()? * scale;
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use http::{Method, StatusCode};
     use serde_json::{Value, json};
 
     use super::*;
+
+    #[test]
+    fn the_default_cache_fits_the_memory_limit() {
+        assert_eq!(cache_budget(&default_resources()), Some(512 * 1024 * 1024));
+        for (text, bytes) in [
+            ("1Gi", Some(1 << 30)),
+            ("512Mi", Some(512 << 20)),
+            ("1.5G", Some(1_500_000_000)),
+            ("2000000", Some(2_000_000)),
+            ("1Zi", None),
+            ("", None),
+            ("Mi", None),
+        ] {
+            assert_eq!(quantity_bytes(text), bytes, "{text}");
+        }
+        let no_limit = ResourceRequirements::default();
+        assert_eq!(cache_budget(&no_limit), None);
+    }
     use crate::crd::server::RayDashboardSpec;
     use crate::fixtures::{self, ApiServerVerifier, condition};
     use crate::reconcile::Settings;
