@@ -12,7 +12,7 @@ PYTOOLS := $(VENV)/.pytools-2-installed
 export RAY_HISTORY_TOOLS := $(TOOLS)
 CARGO ?= cargo
 
-.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server bench-snapshot demo run e2e-kind chart clean kube-tools kube-up kube-down fixtures
+.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server bench-snapshot demo run e2e-kind chart clean fuzz kube-tools kube-up kube-down fixtures
 
 all: build
 
@@ -108,6 +108,22 @@ bench-server: tools apt-bench-tools
 # What one head snapshot of the State API costs the head at 100k tasks.
 bench-snapshot: $(RAY)
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python bench/snapshot/run.py
+
+# Long fuzzing under libFuzzer (nightly Rust, cargo-fuzz from crates.io into .tools/cargo):
+# FUZZ_SECONDS per target. New crashes land in fuzz/artifacts/<target>/; keep each one in
+# fuzz/regressions/<target>/ once fixed (make test replays them).
+CARGO_FUZZ := $(TOOLS)/cargo/bin/cargo-fuzz
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := events layout_key connection_string range_header log_path
+
+$(CARGO_FUZZ):
+	$(CARGO) install --quiet --locked --root $(TOOLS)/cargo cargo-fuzz
+
+fuzz: $(CARGO_FUZZ)
+	set -e; for target in $(FUZZ_TARGETS); do \
+	  PATH=$(TOOLS)/cargo/bin:$$PATH cargo +nightly fuzz run --fuzz-dir fuzz --features libfuzzer \
+	    $$target fuzz/corpus/$$target fuzz/regressions/$$target -- -max_total_time=$(FUZZ_SECONDS); \
+	done
 
 # Re-capture the Ray fixtures the tests read from a real Ray into fixtures/ray-2.60-session.new
 # (compare, then replace fixtures/ray-2.60-session: tests name ids from it).

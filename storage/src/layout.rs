@@ -423,8 +423,19 @@ pub enum Key {
 }
 
 impl Key {
-    /// Parses a key relative to the storage prefix.
+    /// Parses a key relative to the storage prefix. Only keys in the form this crate writes
+    /// are accepted: one that names the same thing spelled differently (a raw `"` where
+    /// [`Key::to_path`] writes `%22`) is unknown, so a parsed key always leads back to its
+    /// object.
     pub fn parse(path: &Path) -> Result<Self> {
+        let key = Self::parse_parts(path)?;
+        if key.to_path() != *path {
+            return Err(LayoutError::UnknownKey(path.as_ref().to_string()));
+        }
+        Ok(key)
+    }
+
+    fn parse_parts(path: &Path) -> Result<Self> {
         let raw = path.as_ref();
         let unknown = || LayoutError::UnknownKey(raw.to_string());
         // `Path` stores parts percent-encoded (`#` is `%23`); names are compared decoded.
@@ -579,6 +590,14 @@ mod tests {
             assert_eq!(back, relative);
             assert_eq!(Key::parse(&key).unwrap().to_path(), key);
         }
+        // The same name spelled raw (found by fuzzing): not a key this crate wrote.
+        let raw = Path::parse(format!(
+            "log/a_local/{}/logs/{}/x{{1}}.out",
+            session(),
+            node()
+        ))
+        .unwrap();
+        assert!(matches!(Key::parse(&raw), Err(LayoutError::UnknownKey(_))));
     }
 
     #[test]
