@@ -131,6 +131,40 @@ pub async fn backend_suite(storage: &Storage) {
 
     put_file_roundtrip(storage, &root).await;
     append_suite(storage, &root).await;
+    listed_keys_parse(storage).await;
+}
+
+/// Log files with odd names come back from a listing as keys that parse to the same file
+/// (`Key::parse` accepts only the spelling the layout writes).
+async fn listed_keys_parse(storage: &Storage) {
+    use ray_history_storage::layout::{ClusterRef, Key, NodeId, SessionName};
+    let cluster = ClusterRef::new("suite", &format!("{:016x}", rand::random::<u64>())).unwrap();
+    let session = SessionName::new("session_2026-11-21_04-23-31_898414_12602").unwrap();
+    let node = NodeId::new(&"ab".repeat(28)).unwrap();
+    let names = [
+        "odd/a#b%c.log",
+        "spaces in name.txt",
+        "x{1}[2].out",
+        "ünï.log",
+    ];
+    for name in names {
+        let key = cluster.log_file(&session, &node, name).unwrap();
+        storage.put(&key, Bytes::from_static(b"x")).await.unwrap();
+    }
+    let prefix = cluster.node_logs_prefix(&session, &node);
+    let mut parsed: Vec<String> = storage
+        .list(Some(&prefix))
+        .map_ok(|m| match Key::parse(&m.location) {
+            Ok(Key::LogFile { relative, .. }) => relative,
+            other => panic!("{}: {other:?}", m.location),
+        })
+        .try_collect()
+        .await
+        .unwrap();
+    parsed.sort();
+    let mut expected: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(parsed, expected);
 }
 
 /// `put_file` of a file larger than one upload chunk (multipart), and of a prefix of a file.
