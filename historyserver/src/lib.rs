@@ -15,6 +15,7 @@ pub mod loader;
 pub mod logs;
 pub mod metrics;
 pub mod model;
+pub mod retention;
 pub mod server;
 pub mod ui;
 

@@ -22,6 +22,8 @@ enum Command {
     Serve(ServeArgs),
     /// Check the storage end to end and exit.
     Check(CheckCommand),
+    /// Delete sessions beyond the retention limits (`--dry-run` lists them and why).
+    Gc(ray_history_server::retention::GcArgs),
 }
 
 #[tokio::main]
@@ -34,6 +36,10 @@ async fn run_command() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check(check)) => Ok(check.execute().await),
+        Some(Command::Gc(args)) => {
+            ray_history_server::retention::run(args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Serve(args)) => serve(args).await,
         None => serve(cli.serve).await,
     }
