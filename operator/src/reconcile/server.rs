@@ -1,5 +1,7 @@
 //! `HistoryServer` reconcile: ServiceAccount, Deployment and Service for `ray-history-server`,
 //! reading the storage of the referenced `HistoryStorage` (its ConfigMap and Secret keys);
+//! `spec.auth` becomes the server's `--auth*` flags (in `kubernetes` mode the pod mounts its
+//! ServiceAccount token; the chart's `server-auth` ClusterRole is bound to that account);
 //! status reports ready replicas, the in-cluster URL and conditions.
 
 use std::collections::BTreeMap;
@@ -8,9 +10,10 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -21,7 +24,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::{Context, apply, apply_status};
 use crate::Result;
-use crate::crd::server::{HistoryServer, HistoryServerStatus};
+use crate::crd::server::{AuthMode, AuthSpec, HistoryServer, HistoryServerStatus};
 use crate::crd::storage::HistoryStorage;
 use crate::crd::{self, MANAGER};
 
@@ -33,6 +36,8 @@ pub const READY: &str = "Ready";
 pub const HTTP_PORT: i32 = 8080;
 /// Where the init container puts Ray's dashboard build.
 pub const DASHBOARD_DIR: &str = "/ray-dashboard";
+/// Where `header` mode's ACL ConfigMap is mounted.
+pub const ACL_DIR: &str = "/etc/ray-history-auth";
 
 /// Reconciles one `HistoryServer`.
 pub async fn reconcile(hs: Arc<HistoryServer>, ctx: Arc<Context>) -> Result<Action> {
@@ -196,7 +201,7 @@ impl HistoryServer {
     ) -> ServiceAccount {
         ServiceAccount {
             metadata: self.meta(owner),
-            // The server reads storage, never the Kubernetes API.
+            // Mounted by the pod only when it reviews tokens (`auth.mode: kubernetes`).
             automount_service_account_token: Some(false),
             ..Default::default()
         }
@@ -246,6 +251,23 @@ impl HistoryServer {
         }
         let mut volumes = vec![empty_dir("tmp")];
         let mut mounts = vec![mount("tmp", "/tmp")];
+        let auth = spec.auth.clone().unwrap_or_default();
+        args.extend(auth_args(&auth));
+        if let Some(acl) = auth
+            .acl_config_map
+            .as_ref()
+            .filter(|_| auth.mode == AuthMode::Header)
+        {
+            volumes.push(Volume {
+                name: "auth-acl".to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: acl.name.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            mounts.push(mount("auth-acl", ACL_DIR));
+        }
         let mut init_containers = Vec::new();
         if let Some(dashboard) = &spec.ray_dashboard {
             args.extend(["--ray-dashboard-dir".to_string(), DASHBOARD_DIR.to_string()]);
@@ -319,7 +341,8 @@ impl HistoryServer {
                     }),
                     spec: Some(PodSpec {
                         service_account_name: Some(self.name_any()),
-                        automount_service_account_token: Some(false),
+                        // Only `kubernetes` mode talks to the API server (as this account).
+                        automount_service_account_token: Some(auth.mode == AuthMode::Kubernetes),
                         security_context: Some(PodSecurityContext {
                             run_as_non_root: Some(true),
                             run_as_user: Some(65532),
@@ -342,6 +365,41 @@ impl HistoryServer {
             ..Default::default()
         }
     }
+}
+
+/// The server's `--auth*` flags for `auth`.
+fn auth_args(auth: &AuthSpec) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut flag = |name: &str, value: String| args.extend([format!("--{name}"), value]);
+    match auth.mode {
+        AuthMode::None => {}
+        AuthMode::Header => {
+            flag("auth", "header".to_string());
+            flag("auth-trusted-proxies", auth.trusted_proxies.join(","));
+            if let Some(acl) = &auth.acl_config_map {
+                let key = acl.key.as_deref().unwrap_or("acl.yaml");
+                flag("auth-acl", format!("{ACL_DIR}/{key}"));
+            }
+        }
+        AuthMode::Kubernetes => {
+            flag("auth", "kubernetes".to_string());
+            if !auth.token_audiences.is_empty() {
+                flag("auth-token-audiences", auth.token_audiences.join(","));
+            }
+            let review = auth.access_review.clone().unwrap_or_default();
+            for (name, value) in [
+                ("auth-sar-verb", review.verb),
+                ("auth-sar-group", review.group),
+                ("auth-sar-resource", review.resource),
+                ("auth-cache-ttl", auth.cache_ttl.clone()),
+            ] {
+                if let Some(value) = value {
+                    flag(name, value);
+                }
+            }
+        }
+    }
+    args
 }
 
 /// Copies Ray's dashboard build (shipped in every `ray[default]` install) to the shared volume.
@@ -525,6 +583,92 @@ mod tests {
         assert_eq!(condition(status, READY)["status"], "True");
         assert_eq!(condition(status, STORAGE_RESOLVED)["status"], "True");
         assert_eq!(action, Action::requeue(Settings::default().probe_interval));
+    }
+
+    #[tokio::test]
+    async fn kubernetes_auth_passes_its_flags_and_mounts_the_account_token() {
+        let mut server = HistoryServer::test();
+        server.spec.auth = Some(AuthSpec {
+            mode: AuthMode::Kubernetes,
+            token_audiences: vec!["ray-history".into()],
+            access_review: Some(crate::crd::server::AccessReviewSpec {
+                verb: Some("list".into()),
+                ..Default::default()
+            }),
+            cache_ttl: Some("10s".into()),
+            ..Default::default()
+        });
+        let (ctx, _api) = fixtures::context(Settings::default());
+        let deployment = serde_json::to_value(server.deployment(
+            &HistoryStorage::test().configured(),
+            &ctx,
+            None,
+        ))
+        .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["args"],
+            json!([
+                "serve",
+                "--listen",
+                "0.0.0.0:8080",
+                "--auth",
+                "kubernetes",
+                "--auth-token-audiences",
+                "ray-history",
+                "--auth-sar-verb",
+                "list",
+                "--auth-cache-ttl",
+                "10s"
+            ])
+        );
+        assert_eq!(pod["automountServiceAccountToken"], true);
+        assert_eq!(
+            serde_json::to_value(HistoryServer::test().deployment(
+                &HistoryStorage::test().configured(),
+                &ctx,
+                None
+            ))
+            .unwrap()["spec"]["template"]["spec"]["automountServiceAccountToken"],
+            false,
+            "no token without kubernetes mode"
+        );
+    }
+
+    #[tokio::test]
+    async fn header_auth_mounts_its_acl() {
+        let mut server = HistoryServer::test();
+        server.spec.auth = Some(AuthSpec {
+            mode: AuthMode::Header,
+            trusted_proxies: vec!["10.0.0.0/8".into(), "127.0.0.1".into()],
+            acl_config_map: Some(crate::crd::server::AclConfigMapRef {
+                name: "history-acl".into(),
+                key: None,
+            }),
+            ..Default::default()
+        });
+        let (ctx, _api) = fixtures::context(Settings::default());
+        let deployment = serde_json::to_value(server.deployment(
+            &HistoryStorage::test().configured(),
+            &ctx,
+            None,
+        ))
+        .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let args = pod["containers"][0]["args"].as_array().unwrap();
+        assert_eq!(
+            args[3..],
+            [
+                json!("--auth"),
+                json!("header"),
+                json!("--auth-trusted-proxies"),
+                json!("10.0.0.0/8,127.0.0.1"),
+                json!("--auth-acl"),
+                json!("/etc/ray-history-auth/acl.yaml")
+            ]
+        );
+        assert_eq!(pod["volumes"][1]["configMap"]["name"], "history-acl");
+        assert_eq!(pod["automountServiceAccountToken"], false);
     }
 
     #[tokio::test]
