@@ -29,6 +29,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header as http_header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use futures::StreamExt;
 use ipnet::IpNet;
 
 pub use header::{Acl, parse_networks};
@@ -82,6 +83,10 @@ impl Access {
     }
 }
 
+/// Most SubjectAccessReviews in flight for one listing (a first listing on a cluster with
+/// hundreds of namespaces must not open hundreds of requests to the API server at once).
+const CONCURRENT_REVIEWS: usize = 16;
+
 /// Who made a request, as the [`guard`] authenticated it (a request extension). What they
 /// may see is asked per namespace, so `kubernetes` mode reviews only the namespaces a
 /// request is about.
@@ -119,21 +124,25 @@ impl Principal {
         match &self.grant {
             Grant::Fixed(access) => access.clone(),
             Grant::Kubernetes(reviews, subject) => {
-                let decisions = futures::future::join_all(
-                    namespaces
-                        .into_iter()
-                        .map(|ns| async move { (ns, reviews.allows(subject, ns).await) }),
-                )
-                .await;
+                // Owned names: a stream of futures borrowing them would not be `Send`.
+                let decisions: Vec<_> = futures::stream::iter(namespaces)
+                    .map(str::to_string)
+                    .map(|ns| async move {
+                        let decision = reviews.allows(subject, &ns).await;
+                        (ns, decision)
+                    })
+                    .buffer_unordered(CONCURRENT_REVIEWS)
+                    .collect()
+                    .await;
                 let mut allowed = BTreeSet::new();
                 for (namespace, decision) in decisions {
                     match decision {
                         Ok(true) => {
-                            allowed.insert(namespace.to_string());
+                            allowed.insert(namespace);
                         }
                         Ok(false) => {}
                         Err(e) => tracing::warn!(
-                            namespace,
+                            namespace = %namespace,
                             user = %self.user,
                             error = %e,
                             "SubjectAccessReview failed; the namespace is not listed"
