@@ -2,7 +2,8 @@
 //! real API server (TokenReview, SubjectAccessReview), under its own ServiceAccount that has
 //! only the chart's ClusterRole. Alice may `get rayclusters.ray.io` in both namespaces, Bob
 //! in one; the test checks listings, every kind of session route, the login cookie, oauth2-
-//! proxy's header, Ray's CLI with a token, and the audit lines.
+//! proxy's header, Ray's CLI with a token, and the audit lines; and that no listing or
+//! session route is served when the API server cannot be asked.
 
 mod support;
 
@@ -481,5 +482,56 @@ fn ray_cli(base: &str, alice: &str, bob: &str) {
     refused(
         ray_cli_with_env(&session(NS_B), &["job", "list"], &with_token(bob)),
         "Bob may not list NS_B's jobs",
+    );
+}
+
+/// Without an API server to ask, nothing is served: a kubeconfig naming a closed port gives
+/// 503 (in Ray's envelope) for every protected route, probes stay up; no configuration at all
+/// is one line at start-up.
+#[tokio::test]
+async fn kubernetes_mode_fails_closed_without_an_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("storage");
+    std::fs::create_dir(&root).unwrap();
+    store_sessions(&root).await;
+    let dead = format!("https://127.0.0.1:{}", ray_history_testkit::free_port());
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n  - name: dead\n    cluster: {{server: \
+             {dead}, insecure-skip-tls-verify: true}}\nusers:\n  - name: u\n    user: {{token: \
+             x}}\ncontexts:\n  - name: dead\n    context: {{cluster: dead, user: u}}\n\
+             current-context: dead\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&root, &kubeconfig, dir.path().join("server.log"));
+    let base = &server.base;
+    let cluster = support::CLUSTER;
+    for url in [
+        format!("{base}/api/sessions"),
+        format!("{base}/sessions/{NS_A}/{cluster}/{SESSION}/api/version"),
+    ] {
+        let (status, _, body) = get(&url, &[("Authorization", "Bearer some-token")]).await;
+        assert_json_error(status, 503, &body, &url);
+    }
+    assert_eq!(get(&format!("{base}/healthz"), &[]).await.0, 200);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ray-history-server"))
+        .args(["--listen", "127.0.0.1:0", "--storage", "local"])
+        .arg("--local-storage-path")
+        .arg(&root)
+        .env("AUTH_MODE", "kubernetes")
+        .env("KUBECONFIG", dir.path().join("missing"))
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("AUTH_MODE=kubernetes: no Kubernetes API configuration"),
+        "{stderr}"
     );
 }
