@@ -71,7 +71,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTH_SAR_RESOURCE", default_value = "rayclusters")]
     pub auth_sar_resource: String,
     /// `kubernetes` mode: how long a token's review and a namespace's access decision are
-    /// reused (revoked access takes up to this long to apply).
+    /// reused (revoked access takes up to this long to apply; at most 1h).
     #[arg(long, env = "AUTH_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub auth_cache_ttl: Duration,
     /// Storage settings.

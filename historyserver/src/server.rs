@@ -113,6 +113,9 @@ pub async fn serve_on(
     Ok(())
 }
 
+/// Longest `--auth-cache-ttl`.
+const MAX_AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// The authentication settings, checked: `header` needs trusted proxies and an ACL file,
 /// `kubernetes` a Kubernetes API configuration (in-cluster, or `KUBECONFIG`).
 async fn auth_config(args: &ServeArgs) -> Result<AuthConfig, Error> {
@@ -145,6 +148,13 @@ async fn auth_config(args: &ServeArgs) -> Result<AuthConfig, Error> {
             })
         }
         AuthMode::Kubernetes => {
+            // Revoked access lasts as long as a cached answer.
+            if args.auth_cache_ttl > MAX_AUTH_CACHE_TTL {
+                return Err(Error::Auth(format!(
+                    "AUTH_CACHE_TTL: at most {}",
+                    humantime::format_duration(MAX_AUTH_CACHE_TTL)
+                )));
+            }
             let client = kube::Client::try_default().await.map_err(|e| {
                 Error::Auth(format!(
                     "AUTH_MODE=kubernetes: no Kubernetes API configuration (in-cluster or \
