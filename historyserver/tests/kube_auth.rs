@@ -352,16 +352,41 @@ async fn kubernetes_mode_reviews_tokens_and_namespaces() {
 async fn browser_login(base: &str, alice: &str, bob: &str) {
     let (status, headers, _) = get(&format!("{base}/"), &[("Accept", "text/html")]).await;
     assert_eq!(status, 303, "a browser without a token is sent to sign in");
-    assert_eq!(headers["location"], "/login");
-    let (status, headers, page) = get(&format!("{base}/login"), &[]).await;
+    assert_eq!(headers["location"], "/login?next=%2F");
+    // Ray's dashboard page of a session: signing in returns there.
+    let dashboard = format!("/sessions/{NS_A}/{}/{SESSION}/?tab=1", support::CLUSTER);
+    let (status, headers, _) = get(&format!("{base}{dashboard}"), &[("Accept", "text/html")]).await;
+    assert_eq!(status, 303);
+    let location = headers["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with("/login?next=%2Fsessions%2F"),
+        "{location}"
+    );
+    let (status, headers, page) = get(&format!("{base}{location}"), &[]).await;
     assert_eq!(status, 200);
     assert!(page.contains("<form method=\"post\""), "{page}");
+    assert!(
+        page.contains(&format!("name=\"next\" value=\"{dashboard}\"")),
+        "{page}"
+    );
     assert!(
         headers["content-security-policy"]
             .to_str()
             .unwrap()
             .contains("form-action 'self'")
     );
+
+    let login_to = |token: &str, next: &str| {
+        client()
+            .post(format!("{base}/login"))
+            .form(&[("token", token), ("next", next)])
+            .send()
+    };
+    let response = login_to(bob, &dashboard).await.unwrap();
+    assert_eq!(response.status().as_u16(), 303);
+    assert_eq!(response.headers()["location"], dashboard.as_str());
+    let response = login_to(bob, "//evil.example/").await.unwrap();
+    assert_eq!(response.headers()["location"], "/", "never to another site");
 
     let login = |token: &str, https: bool| {
         let mut request = client()

@@ -1,12 +1,14 @@
 //! Browser sign-in for `--auth kubernetes`: `/login` takes a token once (a form POST), checks
 //! it with a TokenReview and keeps it in an `HttpOnly`, `SameSite=Strict` cookie (`Secure`
-//! when the request came over HTTPS, as `X-Forwarded-Proto` says); `/logout` clears it. The
-//! cookie covers the whole site, so Ray's dashboard pages under a session prefix send it too.
+//! when the request came over HTTPS, as `X-Forwarded-Proto` says), then returns to the page
+//! that sent the browser there (`?next=`, a path on this server only); `/logout` clears it.
+//! The cookie covers the whole site, so Ray's dashboard pages under a session prefix send it
+//! too.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -43,13 +45,36 @@ pub fn cookie_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
+/// Where to send a browser that opened `path_and_query` without a token.
+pub fn login_url(path_and_query: &str) -> String {
+    let next: String = url::form_urlencoded::byte_serialize(path_and_query.as_bytes()).collect();
+    format!("{LOGIN_PATH}?next={next}")
+}
+
+/// `next` if it is a path on this server, else `/` (never another site: `//host` and `/\host`
+/// are other sites to browsers).
+fn local_path(next: Option<&str>) -> &str {
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    })
+    .unwrap_or("/")
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    next: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    next: Option<String>,
 }
 
-async fn page() -> Response {
-    login_page(StatusCode::OK, "")
+async fn page(Query(query): Query<PageQuery>) -> Response {
+    login_page(StatusCode::OK, "", local_path(query.next.as_deref()))
 }
 
 async fn sign_in(
@@ -58,13 +83,14 @@ async fn sign_in(
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
     let token = form.token.trim();
+    let next = local_path(form.next.as_deref());
     // A token is base64url with dots (JWT) or similar: anything else cannot be a cookie value.
     if token.is_empty()
         || !token
             .bytes()
             .all(|b| b.is_ascii_graphic() && !b"\";,\\".contains(&b))
     {
-        return login_page(StatusCode::BAD_REQUEST, "That is not a token.");
+        return login_page(StatusCode::BAD_REQUEST, "That is not a token.", next);
     }
     match reviews.authenticate(token).await {
         Ok(Some(subject)) => {
@@ -73,13 +99,14 @@ async fn sign_in(
                 "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict{}",
                 secure(&headers)
             );
-            with_cookie(Redirect::to("/").into_response(), &cookie)
+            with_cookie(Redirect::to(next).into_response(), &cookie)
         }
         Ok(None) => {
             tracing::warn!(target: "audit", status = 401, path = LOGIN_PATH, "sign-in refused");
             login_page(
                 StatusCode::UNAUTHORIZED,
                 "The Kubernetes API server did not accept that token.",
+                next,
             )
         }
         Err(e) => {
@@ -87,6 +114,7 @@ async fn sign_in(
             login_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The token cannot be checked now; try again.",
+                next,
             )
         }
     }
@@ -120,7 +148,13 @@ fn with_cookie(mut response: Response, cookie: &str) -> Response {
     response
 }
 
-fn login_page(status: StatusCode, message: &str) -> Response {
+fn login_page(status: StatusCode, message: &str, next: &str) -> Response {
+    // `next` is printable ASCII without backslashes; these make it safe in an attribute.
+    let next = next
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     let message = if message.is_empty() {
         String::new()
     } else {
@@ -131,6 +165,7 @@ fn login_page(status: StatusCode, message: &str) -> Response {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>Sign in — Ray History</title>\n</head>\n<body>\n<main>\n<h1>Ray History</h1>\n\
          {message}<form method=\"post\" action=\"{LOGIN_PATH}\">\n\
+         <input type=\"hidden\" name=\"next\" value=\"{next}\">\n\
          <p><label for=\"token\">Kubernetes token</label></p>\n\
          <p><textarea id=\"token\" name=\"token\" rows=\"8\" cols=\"72\" required \
          autocomplete=\"off\" spellcheck=\"false\"></textarea></p>\n\
@@ -162,6 +197,28 @@ mod tests {
             "x=y; ray-history-token=t.o.k".parse().unwrap(),
         );
         assert_eq!(cookie_token(&headers), Some("t.o.k"));
+    }
+
+    #[test]
+    fn sign_in_returns_only_to_pages_of_this_server() {
+        assert_eq!(
+            local_path(Some("/sessions/a/b/latest/#/jobs")),
+            "/sessions/a/b/latest/#/jobs"
+        );
+        for other_site in [
+            "//evil.example/",
+            "/\\evil.example",
+            "https://evil.example",
+            "x",
+        ] {
+            assert_eq!(local_path(Some(other_site)), "/", "{other_site}");
+        }
+        assert_eq!(local_path(Some("/a b")), "/");
+        assert_eq!(local_path(None), "/");
+        assert_eq!(
+            login_url("/sessions/a/b/c/?x=1&y=2"),
+            "/login?next=%2Fsessions%2Fa%2Fb%2Fc%2F%3Fx%3D1%26y%3D2"
+        );
     }
 
     #[test]

@@ -269,7 +269,8 @@ pub async fn guard(
         Err(Refusal::Unauthenticated(reason)) => {
             if matches!(*config, AuthConfig::Kubernetes(_)) && is_navigation(&request) {
                 denied.respond(StatusCode::UNAUTHORIZED, reason);
-                return Redirect::to(login::LOGIN_PATH).into_response();
+                let here = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                return Redirect::to(&login::login_url(here)).into_response();
             }
             return denied.respond(StatusCode::UNAUTHORIZED, reason);
         }
