@@ -383,6 +383,10 @@ fn crd_cel_rules_accept_samples_and_reject_mistakes() {
             json!({"mode": "kubernetes", "cacheTTL": "half a minute"}),
             "cacheTTL is a duration",
         ),
+        (
+            json!({"mode": "kubernetes", "cacheTTL": "61m"}),
+            "cacheTTL is at most 1h",
+        ),
     ] {
         let errors = with_auth(auth.clone()).expect_err(message);
         assert!(

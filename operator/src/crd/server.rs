@@ -79,9 +79,10 @@ pub struct AuthSpec {
     /// kubernetes: the access a user needs in a namespace to see its sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_review: Option<AccessReviewSpec>,
-    /// kubernetes: how long review answers are reused, e.g. 30s.
+    /// kubernetes: how long review answers are reused, e.g. 30s (at most 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9]+(ms|s|m)$')").message("cacheTTL is a duration such as 500ms, 30s or 1m"))]
+    #[x_kube(validation = Rule::new("!self.matches('^[0-9]+(ms|s|m)$') || duration(self) <= duration('1h')").message("cacheTTL is at most 1h"))]
     #[serde(rename = "cacheTTL")]
     pub cache_ttl: Option<String>,
     /// header: addresses or networks of the proxies whose forwarded identity is believed.
