@@ -8,7 +8,7 @@
 //! - `HistoryStorage` reaches Ready against Azurite, and says why when it cannot;
 //! - KubeRay's pods get the collector from our webhook, called by the real API server;
 //! - `HistoryServer` objects are owned and garbage-collected; auth mode kubernetes reaches the
-//!   Deployment;
+//!   Deployment, and the status says whether the server's account may review tokens;
 //! - with the operator stopped, KubeRay's pods are still created, without the collector.
 
 mod support;
@@ -688,6 +688,35 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
         "{args}"
     );
     assert_eq!(pod["automountServiceAccountToken"], true);
+    // Its account is not bound to the chart's server-auth ClusterRole: the status says so,
+    // until it is.
+    let reviews = |wanted: (&str, &str)| {
+        cp().eventually(
+            &format!("HistoryServer ReviewsAllowed={wanted:?}"),
+            Duration::from_secs(60),
+            || {
+                let hs = try_get_json(&["historyserver", "browse", "-n", ns])?;
+                (condition(&hs["status"], "ReviewsAllowed") == Some(wanted)).then_some(hs)
+            },
+        )
+    };
+    let unbound = reviews(("False", "NotBound"));
+    assert!(
+        unbound.to_string().contains("serverAuth.serviceAccounts"),
+        "{unbound}"
+    );
+    assert_eq!(
+        condition(&unbound["status"], "Ready").map(|c| c.0),
+        Some("False")
+    );
+    cp().apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n\
+         metadata: {{name: browse-server-auth}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, \
+         kind: ClusterRole, name: {RELEASE}-server-auth}}\nsubjects: [{{kind: ServiceAccount, \
+         name: browse, namespace: {ns}}}]\n"
+    ));
+    reviews(("True", "Allowed"));
+    cp().kubectl_ok(&["delete", "clusterrolebinding", "browse-server-auth"]);
     for kind in ["deployment", "service", "serviceaccount"] {
         let owned = get_json(&[kind, "browse", "-n", ns]);
         assert_eq!(

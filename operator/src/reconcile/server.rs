@@ -1,14 +1,18 @@
 //! `HistoryServer` reconcile: ServiceAccount, Deployment and Service for `ray-history-server`,
 //! reading the storage of the referenced `HistoryStorage` (its ConfigMap and Secret keys);
 //! `spec.auth` becomes the server's `--auth*` flags (in `kubernetes` mode the pod mounts its
-//! ServiceAccount token; the chart's `server-auth` ClusterRole is bound to that account);
-//! status reports ready replicas, the in-cluster URL and conditions.
+//! ServiceAccount token; the chart's `server-auth` ClusterRole is bound to that account, and
+//! the `ReviewsAllowed` condition says whether it is); status reports ready replicas, the
+//! in-cluster URL and conditions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
@@ -17,7 +21,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::ObjectMeta;
+use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
@@ -32,6 +36,9 @@ use crate::crd::{self, MANAGER};
 pub const STORAGE_RESOLVED: &str = "StorageResolved";
 /// Condition: every replica is ready.
 pub const READY: &str = "Ready";
+/// Condition (auth mode kubernetes): the server's ServiceAccount may create the TokenReviews
+/// and SubjectAccessReviews it answers with.
+pub const REVIEWS_ALLOWED: &str = "ReviewsAllowed";
 /// Port the server listens on.
 pub const HTTP_PORT: i32 = 8080;
 /// Where the init container puts Ray's dashboard build.
@@ -113,6 +120,38 @@ impl HistoryServer {
         let deployment = apply(ctx, &ns, &self.deployment(&storage, ctx, owner.clone())).await?;
         apply(ctx, &ns, &self.service(owner)).await?;
 
+        // Without the rights, every request to the server would answer 503: say why here.
+        let mut reviews_allowed = true;
+        if self.spec.auth.as_ref().map(|a| a.mode) == Some(AuthMode::Kubernetes) {
+            let missing = self.missing_review_rights(ctx, &ns).await?;
+            reviews_allowed = missing.is_empty();
+            let (reason, message) = if reviews_allowed {
+                (
+                    "Allowed",
+                    "the ServiceAccount may create tokenreviews and subjectaccessreviews"
+                        .to_string(),
+                )
+            } else {
+                (
+                    "NotBound",
+                    format!(
+                        "ServiceAccount {ns}/{} may not create {}: bind the chart's server-auth \
+                         ClusterRole to it (Helm value serverAuth.serviceAccounts)",
+                        self.name_any(),
+                        missing.join(" or ")
+                    ),
+                )
+            };
+            status.conditions.push(crd::condition(
+                prev,
+                REVIEWS_ALLOWED,
+                reviews_allowed,
+                reason,
+                message,
+                generation,
+            ));
+        }
+
         let wanted = self.spec.replicas.unwrap_or(1);
         let ready = deployment
             .status
@@ -122,8 +161,13 @@ impl HistoryServer {
         let port = self.spec.service.port.unwrap_or(80);
         status.ready_replicas = ready;
         status.url = Some(format!("http://{}.{ns}.svc:{port}", self.name_any()));
-        let all_ready = ready >= wanted && wanted > 0;
-        let (reason, message) = if all_ready {
+        let all_ready = ready >= wanted && wanted > 0 && reviews_allowed;
+        let (reason, message) = if !reviews_allowed {
+            (
+                "ReviewsNotAllowed",
+                "the server cannot review tokens (see ReviewsAllowed)".to_string(),
+            )
+        } else if all_ready {
             ("Available", format!("{ready}/{wanted} replicas ready"))
         } else {
             ("Progressing", format!("{ready}/{wanted} replicas ready"))
@@ -137,6 +181,43 @@ impl HistoryServer {
         } else {
             ctx.settings.retry_interval
         }))
+    }
+
+    /// Which of `tokenreviews` and `subjectaccessreviews` the server's ServiceAccount may not
+    /// create, by asking the API server's authorizer.
+    async fn missing_review_rights(&self, ctx: &Context, ns: &str) -> Result<Vec<&'static str>> {
+        let user = format!("system:serviceaccount:{ns}:{}", self.name_any());
+        let reviews: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+        let mut missing = Vec::new();
+        for (group, resource) in [
+            ("authentication.k8s.io", "tokenreviews"),
+            ("authorization.k8s.io", "subjectaccessreviews"),
+        ] {
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.clone()),
+                    // A ServiceAccount's groups, as the API server gives them to its tokens.
+                    groups: Some(vec![
+                        "system:serviceaccounts".to_string(),
+                        format!("system:serviceaccounts:{ns}"),
+                        "system:authenticated".to_string(),
+                    ]),
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some(group.to_string()),
+                        resource: Some(resource.to_string()),
+                        verb: Some("create".to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = reviews.create(&PostParams::default(), &review).await?;
+            if !answer.status.is_some_and(|s| s.allowed) {
+                missing.push(resource);
+            }
+        }
+        Ok(missing)
     }
 
     /// Patches the status and publishes an Event when `Ready` changed.
@@ -633,6 +714,54 @@ mod tests {
             false,
             "no token without kubernetes mode"
         );
+    }
+
+    #[tokio::test]
+    async fn kubernetes_auth_reports_an_account_without_review_rights() {
+        let mut server = HistoryServer::test();
+        server.spec.auth = Some(AuthSpec {
+            mode: AuthMode::Kubernetes,
+            ..Default::default()
+        });
+        let (_, status) = run(server, |mut api| async move {
+            let storage = serde_json::to_value(HistoryStorage::test().configured()).unwrap();
+            api.next()
+                .await
+                .expect(Method::GET, STORAGE_PATH)
+                .reply(StatusCode::OK, &storage);
+            // The ServiceAccount, Deployment and Service, applied as usual.
+            for _ in 0..3 {
+                let ex = api.next().await;
+                assert_eq!(ex.method, Method::PATCH, "{}", ex.uri);
+                let mut body = ex.body.clone();
+                if body["kind"] == "Deployment" {
+                    body["status"] = json!({"readyReplicas": 2, "replicas": 2});
+                }
+                ex.reply(StatusCode::OK, &body);
+            }
+            for allowed in [true, false] {
+                let ex = api.next().await.expect(
+                    Method::POST,
+                    "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                );
+                assert_eq!(ex.body["spec"]["user"], "system:serviceaccount:ray:history");
+                let mut answer = ex.body.clone();
+                answer["status"] = json!({"allowed": allowed});
+                ex.reply(StatusCode::CREATED, &answer);
+            }
+            status_and_event(api, true).await
+        })
+        .await;
+        let reviews = condition(&status, REVIEWS_ALLOWED);
+        assert_eq!(reviews["status"], "False");
+        assert!(
+            reviews["message"]
+                .as_str()
+                .unwrap()
+                .contains("may not create subjectaccessreviews: bind"),
+            "{reviews}"
+        );
+        assert_eq!(condition(&status, READY)["reason"], "ReviewsNotAllowed");
     }
 
     #[tokio::test]
