@@ -43,8 +43,9 @@ pub struct ServeArgs {
     /// pile up.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
-    /// Who may see what: `none` (everyone sees every namespace) or `header` (the user and
-    /// groups a trusted proxy forwards, checked against `--auth-acl`).
+    /// Who may see what: `none` (everyone sees every namespace), `header` (the user and
+    /// groups a trusted proxy forwards, checked against `--auth-acl`) or `kubernetes` (a
+    /// bearer token checked by TokenReview, each namespace by SubjectAccessReview).
     #[arg(long, env = "AUTH_MODE", value_enum, default_value = "none")]
     pub auth: crate::auth::AuthMode,
     /// `header` mode: the proxies whose `X-Forwarded-User`/`-Groups` are believed, as
@@ -55,6 +56,24 @@ pub struct ServeArgs {
     /// (each a map to lists of namespaces).
     #[arg(long, env = "AUTH_ACL")]
     pub auth_acl: Option<PathBuf>,
+    /// `kubernetes` mode: audiences the token must be valid for, comma-separated (empty: the
+    /// API server's own).
+    #[arg(long, env = "AUTH_TOKEN_AUDIENCES", default_value = "")]
+    pub auth_token_audiences: String,
+    /// `kubernetes` mode: the verb a user needs on `--auth-sar-resource` in a namespace to see
+    /// its sessions.
+    #[arg(long, env = "AUTH_SAR_VERB", default_value = "get")]
+    pub auth_sar_verb: String,
+    /// `kubernetes` mode: the API group of that resource.
+    #[arg(long, env = "AUTH_SAR_GROUP", default_value = "ray.io")]
+    pub auth_sar_group: String,
+    /// `kubernetes` mode: the resource.
+    #[arg(long, env = "AUTH_SAR_RESOURCE", default_value = "rayclusters")]
+    pub auth_sar_resource: String,
+    /// `kubernetes` mode: how long a token's review and a namespace's access decision are
+    /// reused (revoked access takes up to this long to apply; at most 1h).
+    #[arg(long, env = "AUTH_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub auth_cache_ttl: Duration,
     /// Storage settings.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -11,7 +11,7 @@ use ray_history_storage::Storage;
 
 use crate::Error;
 use crate::api::{self, ApiConfig, AppState};
-use crate::auth::{Acl, AuthConfig, AuthMode};
+use crate::auth::{Acl, AuthConfig, AuthMode, KubeSettings, Reviews};
 use crate::cache::SessionCache;
 use crate::config::ServeArgs;
 use crate::index::SessionIndex;
@@ -23,7 +23,7 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
     if let Some(dir) = &args.ray_dashboard_dir {
         crate::ui::check_ray_dashboard_dir(dir).map_err(Error::RayDashboardDir)?;
     }
-    let auth = Arc::new(auth_config(args)?);
+    let auth = Arc::new(auth_config(args).await?);
     let metrics = Arc::new(Metrics::default());
     let index = Arc::new(SessionIndex::new(storage.clone()));
     index.refresh().await?;
@@ -113,8 +113,12 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// The authentication settings, checked: `header` needs trusted proxies and an ACL file.
-fn auth_config(args: &ServeArgs) -> Result<AuthConfig, Error> {
+/// Longest `--auth-cache-ttl`.
+const MAX_AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The authentication settings, checked: `header` needs trusted proxies and an ACL file,
+/// `kubernetes` a Kubernetes API configuration (in-cluster, or `KUBECONFIG`).
+async fn auth_config(args: &ServeArgs) -> Result<AuthConfig, Error> {
     match args.auth {
         AuthMode::None => {
             if !args.listen.ip().is_loopback() {
@@ -124,7 +128,7 @@ fn auth_config(args: &ServeArgs) -> Result<AuthConfig, Error> {
                      logs are readable by anyone who reaches this port"
                 );
             }
-            Ok(AuthConfig::none())
+            Ok(AuthConfig::None)
         }
         AuthMode::Header => {
             let trusted_proxies =
@@ -138,11 +142,52 @@ fn auth_config(args: &ServeArgs) -> Result<AuthConfig, Error> {
                 .auth_acl
                 .as_deref()
                 .ok_or_else(|| Error::Auth("AUTH_ACL: required with AUTH_MODE=header".into()))?;
-            Ok(AuthConfig {
-                mode: AuthMode::Header,
+            Ok(AuthConfig::Header {
                 trusted_proxies,
                 acl: Acl::load(path).map_err(Error::Auth)?,
             })
+        }
+        AuthMode::Kubernetes => {
+            // Revoked access lasts as long as a cached answer.
+            if args.auth_cache_ttl > MAX_AUTH_CACHE_TTL {
+                return Err(Error::Auth(format!(
+                    "AUTH_CACHE_TTL: at most {}",
+                    humantime::format_duration(MAX_AUTH_CACHE_TTL)
+                )));
+            }
+            let client = kube::Client::try_default().await.map_err(|e| {
+                Error::Auth(format!(
+                    "AUTH_MODE=kubernetes: no Kubernetes API configuration (in-cluster or \
+                     KUBECONFIG): {e}"
+                ))
+            })?;
+            let audiences = args
+                .auth_token_audiences
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect();
+            for (name, value) in [
+                ("AUTH_SAR_VERB", &args.auth_sar_verb),
+                ("AUTH_SAR_RESOURCE", &args.auth_sar_resource),
+            ] {
+                if value.trim().is_empty() {
+                    return Err(Error::Auth(format!(
+                        "{name}: must not be empty with AUTH_MODE=kubernetes"
+                    )));
+                }
+            }
+            Ok(AuthConfig::Kubernetes(Arc::new(Reviews::new(
+                client,
+                KubeSettings {
+                    audiences,
+                    verb: args.auth_sar_verb.trim().to_string(),
+                    group: args.auth_sar_group.trim().to_string(),
+                    resource: args.auth_sar_resource.trim().to_string(),
+                    cache_ttl: args.auth_cache_ttl,
+                },
+            ))))
         }
     }
 }

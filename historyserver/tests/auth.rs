@@ -1,6 +1,7 @@
 //! `--auth header` end to end over real HTTP: a trusted proxy's user and groups decide which
 //! namespaces' sessions are listed and served; everything else is 401/403 without naming what
-//! was asked for; probes stay open.
+//! was asked for; probes stay open. Also `--auth kubernetes` settings refused at start (its
+//! reviews are tested in `kube_auth.rs`).
 
 mod support;
 
@@ -144,4 +145,17 @@ async fn header_mode_without_its_settings_fails_at_start_with_one_line() {
         .err()
         .expect("refused");
     assert_eq!(err.to_string(), "AUTH_ACL: required with AUTH_MODE=header");
+}
+
+#[tokio::test]
+async fn kubernetes_mode_refuses_a_cache_longer_than_an_hour() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let mut args = support::serve_args();
+    args.auth = AuthMode::Kubernetes;
+    args.auth_cache_ttl = std::time::Duration::from_secs(7200);
+    let err = ray_history_server::server::state(storage, &args)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.to_string(), "AUTH_CACHE_TTL: at most 1h");
 }

@@ -183,6 +183,7 @@ impl HistoryServer {
                 resources: None,
                 cache_max_bytes: None,
                 ray_dashboard: None,
+                auth: None,
             },
         );
         hs.metadata.namespace = Some(NS.into());

@@ -1,12 +1,14 @@
 //! The install path on a real control plane (`scripts/kube/up.sh`: etcd, kube-apiserver with
 //! RBAC, PodSecurity and admission webhooks, the controller manager's garbage collector, the
 //! scheduler, kwok's fake node, KubeRay's own operator):
-//! - the chart installs with Helm v4 (`--wait`), upgrades as a no-op and uninstalls cleanly;
+//! - the chart installs with Helm v4 (`--wait`), upgrades as a no-op and uninstalls cleanly,
+//!   binding its server-auth ClusterRole to exactly the history servers that need it;
 //! - the operator runs out of cluster with a token of the chart's own ServiceAccount, which is
 //!   enough for everything and no more;
 //! - `HistoryStorage` reaches Ready against Azurite, and says why when it cannot;
 //! - KubeRay's pods get the collector from our webhook, called by the real API server;
-//! - `HistoryServer` objects are owned and garbage-collected;
+//! - `HistoryServer` objects are owned and garbage-collected; auth mode kubernetes reaches the
+//!   Deployment, and the status says whether the server's account may review tokens;
 //! - with the operator stopped, KubeRay's pods are still created, without the collector.
 
 mod support;
@@ -123,8 +125,14 @@ fn install_cert_manager_crds() {
     });
 }
 
-fn check_install_upgrade_uninstall(release: &str, namespace: &str, values: Option<&Path>) {
+fn check_install_upgrade_uninstall(
+    release: &str,
+    namespace: &str,
+    values: Option<&Path>,
+    check_installed: impl Fn(),
+) {
     helm(namespace, release, "install", values);
+    check_installed();
     let installed = release_objects(release);
     assert!(
         installed
@@ -157,7 +165,12 @@ fn check_install_upgrade_uninstall(release: &str, namespace: &str, values: Optio
 
 #[test]
 fn chart_installs_upgrades_and_uninstalls_with_default_values() {
-    check_install_upgrade_uninstall("rh-defaults", "rh-defaults", None);
+    check_install_upgrade_uninstall("rh-defaults", "rh-defaults", None, || {
+        assert!(
+            !can_i_as("system:serviceaccount:rh-defaults:history", "tokenreviews"),
+            "no server account is bound by default"
+        );
+    });
 }
 
 #[test]
@@ -174,7 +187,32 @@ fn chart_installs_upgrades_and_uninstalls_with_every_option() {
     cp().kubectl_ok(&["create", "namespace", "rh-full-ray"]);
     let file = cp().scratch().join("full-values.yaml");
     std::fs::write(&file, serde_yaml::to_string(&values).unwrap()).unwrap();
-    check_install_upgrade_uninstall("rh-full", "rh-full", Some(&file));
+    check_install_upgrade_uninstall("rh-full", "rh-full", Some(&file), || {
+        // The chart's HistoryServer (auth mode kubernetes) and the listed account may review
+        // tokens and access; others may not.
+        for user in [
+            "system:serviceaccount:rh-full-ray:history",
+            "system:serviceaccount:team-a:history",
+        ] {
+            for resource in ["tokenreviews", "subjectaccessreviews"] {
+                assert!(can_i_as(user, resource), "{user} may create {resource}");
+            }
+        }
+        assert!(!can_i_as(
+            "system:serviceaccount:rh-full-ray:other",
+            "tokenreviews"
+        ));
+    });
+}
+
+/// Whether `user` may create `resource` (cluster-wide), by the API server's own RBAC.
+fn can_i_as(user: &str, resource: &str) -> bool {
+    let out = cp()
+        .kubectl()
+        .args(["auth", "can-i", "create", resource, "--as", user])
+        .output()
+        .expect("kubectl auth can-i");
+    String::from_utf8_lossy(&out.stdout).trim() == "yes"
 }
 
 /// The chart installed as `ray-history` and our operator running out of cluster with the
@@ -678,7 +716,7 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
     // HistoryServer: owned objects, readiness from kwok, garbage collection.
     cp().apply(&format!(
         "apiVersion: rayhistory.io/v1alpha1\nkind: HistoryServer\nmetadata: {{name: browse, namespace: {ns}}}\n\
-         spec:\n  storageRef: {{name: history}}\n  replicas: 1\n"
+         spec:\n  storageRef: {{name: history}}\n  replicas: 1\n  auth: {{mode: kubernetes, cacheTTL: 10s}}\n"
     ));
     let server = cp().eventually("HistoryServer ready", Duration::from_secs(90), || {
         let hs = try_get_json(&["historyserver", "browse", "-n", ns])?;
@@ -691,6 +729,43 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
         "{server}"
     );
     let uid = server["metadata"]["uid"].as_str().unwrap().to_string();
+    // Auth mode kubernetes: the flags, and the account token the reviews are made with.
+    let pod = &get_json(&["deployment", "browse", "-n", ns])["spec"]["template"]["spec"];
+    let args = pod["containers"][0]["args"].to_string();
+    assert!(
+        args.contains(r#""--auth","kubernetes","--auth-cache-ttl","10s""#),
+        "{args}"
+    );
+    assert_eq!(pod["automountServiceAccountToken"], true);
+    // Its account is not bound to the chart's server-auth ClusterRole: the status says so,
+    // until it is.
+    let reviews = |wanted: (&str, &str)| {
+        cp().eventually(
+            &format!("HistoryServer ReviewsAllowed={wanted:?}"),
+            Duration::from_secs(60),
+            || {
+                let hs = try_get_json(&["historyserver", "browse", "-n", ns])?;
+                (condition(&hs["status"], "ReviewsAllowed") == Some(wanted)).then_some(hs)
+            },
+        )
+    };
+    let unbound = reviews(("False", "NotBound"));
+    assert!(
+        unbound.to_string().contains("serverAuth.serviceAccounts"),
+        "{unbound}"
+    );
+    assert_eq!(
+        condition(&unbound["status"], "Ready").map(|c| c.0),
+        Some("False")
+    );
+    cp().apply(&format!(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n\
+         metadata: {{name: browse-server-auth}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, \
+         kind: ClusterRole, name: {RELEASE}-server-auth}}\nsubjects: [{{kind: ServiceAccount, \
+         name: browse, namespace: {ns}}}]\n"
+    ));
+    reviews(("True", "Allowed"));
+    cp().kubectl_ok(&["delete", "clusterrolebinding", "browse-server-auth"]);
     for kind in ["deployment", "service", "serviceaccount"] {
         let owned = get_json(&[kind, "browse", "-n", ns]);
         assert_eq!(

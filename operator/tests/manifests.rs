@@ -165,6 +165,7 @@ fn chart_with_every_option_renders_valid_manifests() {
         "Certificate",
         "Issuer",
         "Secret",
+        "NetworkPolicy",
     ] {
         assert!(
             kinds.iter().any(|k| k == kind),
@@ -355,6 +356,45 @@ fn crd_cel_rules_accept_samples_and_reject_mistakes() {
                 .iter()
                 .any(|e| e.message.contains(message)),
             "{pointer}: {:?}",
+            errors.as_slice()
+        );
+    }
+
+    let server_schema = schema("HistoryServer");
+    let server = yaml_docs(&samples.join("historyserver.yaml")).remove(0);
+    let with_auth = |auth: Value| {
+        let mut doc = server.clone();
+        doc["spec"]["auth"] = auth;
+        validator.validate(&server_schema, &doc, None)
+    };
+    assert!(with_auth(json!({"mode": "kubernetes", "cacheTTL": "30s"})).is_ok());
+    assert!(
+        with_auth(json!({"mode": "header", "trustedProxies": ["10.0.0.0/8"],
+                         "aclConfigMap": {"name": "acl"}}))
+        .is_ok()
+    );
+    for (auth, message) in [
+        (json!({"mode": "header"}), "header mode needs"),
+        (
+            json!({"mode": "header", "trustedProxies": ["10.0.0.0/8"]}),
+            "header mode needs",
+        ),
+        (
+            json!({"mode": "kubernetes", "cacheTTL": "half a minute"}),
+            "cacheTTL is a duration",
+        ),
+        (
+            json!({"mode": "kubernetes", "cacheTTL": "61m"}),
+            "cacheTTL is at most 1h",
+        ),
+    ] {
+        let errors = with_auth(auth.clone()).expect_err(message);
+        assert!(
+            errors
+                .as_slice()
+                .iter()
+                .any(|e| e.message.contains(message)),
+            "{auth}: {:?}",
             errors.as_slice()
         );
     }

@@ -1,17 +1,13 @@
 //! Ray's own CLI from the project's venv, pointed at a live dashboard or a session URL.
 
+use std::process::Output;
+
 use serde_json::Value;
 
 /// Runs `ray <args> --address <address>`; its stdout. Panics with stderr when it fails
 /// (`ray job status` and `ray job logs` of a failed job exit 0).
 pub fn ray_cli(address: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(super::tool("venv/bin/ray"))
-        .args(args)
-        .args(["--address", address])
-        .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        .env("RAY_AUTH_MODE", "disabled")
-        .output()
-        .expect("cannot run the venv's ray");
+    let out = ray_cli_with_env(address, args, &[]);
     assert!(
         out.status.success(),
         "ray {} --address {address}: {}",
@@ -19,6 +15,20 @@ pub fn ray_cli(address: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `ray <args> --address <address>` with `env` added (e.g. Ray's token auth,
+/// `RAY_AUTH_MODE=token` and `RAY_AUTH_TOKEN`, which replace the default `disabled`); its
+/// output, whether it succeeded or not.
+pub fn ray_cli_with_env(address: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    std::process::Command::new(super::tool("venv/bin/ray"))
+        .args(args)
+        .args(["--address", address])
+        .env("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        .env("RAY_AUTH_MODE", "disabled")
+        .envs(env.iter().copied())
+        .output()
+        .expect("cannot run the venv's ray")
 }
 
 /// `ray list <what> --format json --limit 10000`: the rows (empty when Ray says there are none).

@@ -75,14 +75,19 @@ pub fn app(state: AppState) -> Router {
         .merge(logs::routes())
         .merge(misc::routes());
     // The built-in UI and Ray's dashboard build (`--ray-dashboard-dir`) come from `ui`.
-    let limited = Router::new()
+    let mut limited = Router::new()
         .merge(sessions::routes())
         .nest("/sessions/{namespace}/{cluster}/{session}", ray)
         .merge(crate::ui::router(state.config.ray_dashboard_dir.clone()))
         .layer(middleware::from_fn_with_state(
             state.auth.clone(),
             crate::auth::guard,
-        ))
+        ));
+    // Signing in needs no token yet.
+    if let crate::auth::AuthConfig::Kubernetes(reviews) = state.auth.as_ref() {
+        limited = limited.merge(crate::auth::login::routes(reviews.clone()));
+    }
+    let limited = limited
         // One semaphore for all routes: axum layers each route separately.
         .layer(GlobalConcurrencyLimitLayer::new(
             state.config.max_concurrent_requests,

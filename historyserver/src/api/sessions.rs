@@ -122,7 +122,7 @@ fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
 
 async fn list(
     State(state): State<AppState>,
-    axum::Extension(access): axum::Extension<crate::auth::Access>,
+    axum::Extension(principal): axum::Extension<crate::auth::Principal>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let wanted_state = match query.state.as_deref() {
@@ -148,6 +148,15 @@ async fn list(
     let needle = query.q.as_deref().map(str::to_lowercase);
     let now = Utc::now();
     let snapshot = state.index.snapshot();
+    let access = principal
+        .access(
+            snapshot
+                .sessions
+                .iter()
+                .map(|e| e.meta_ref.namespace.as_str())
+                .collect(),
+        )
+        .await;
     let lost_after = state.config.lost_after;
     let matching: Vec<(&SessionEntry, ReportedState)> = snapshot
         .sessions

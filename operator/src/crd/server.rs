@@ -58,6 +58,91 @@ pub struct HistoryServerSpec {
     /// Serve Ray's dashboard UI, copied from a Ray image by an init container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ray_dashboard: Option<RayDashboardSpec>,
+    /// Who may see which namespace's sessions (default: everyone sees all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthSpec>,
+}
+
+/// The server's `--auth` settings.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.mode != 'header' || (has(self.trustedProxies) && size(self.trustedProxies) > 0 && has(self.aclConfigMap))").message("header mode needs trustedProxies and aclConfigMap"))]
+pub struct AuthSpec {
+    /// none, header (a trusted proxy's user and groups) or kubernetes (TokenReview and
+    /// SubjectAccessReview; the server's ServiceAccount needs the chart's server-auth
+    /// ClusterRole).
+    #[serde(default)]
+    pub mode: AuthMode,
+    /// kubernetes: audiences the token must be valid for (default: the API server's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_audiences: Vec<String>,
+    /// kubernetes: the access a user needs in a namespace to see its sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_review: Option<AccessReviewSpec>,
+    /// kubernetes: how long review answers are reused, e.g. 30s (at most 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]+(ms|s|m)$')").message("cacheTTL is a duration such as 500ms, 30s or 1m"))]
+    #[x_kube(validation = Rule::new("!self.matches('^[0-9]+(ms|s|m)$') || duration(self) <= duration('1h')").message("cacheTTL is at most 1h"))]
+    #[serde(rename = "cacheTTL")]
+    pub cache_ttl: Option<String>,
+    /// header: addresses or networks of the proxies whose forwarded identity is believed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
+    /// header: the ConfigMap (same namespace) with the ACL file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl_config_map: Option<AclConfigMapRef>,
+}
+
+/// Authentication modes of the server.
+#[derive(JsonSchema, Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Everyone sees every namespace.
+    #[default]
+    None,
+    /// The user and groups a trusted proxy forwards, mapped to namespaces by an ACL.
+    Header,
+    /// Bearer tokens reviewed by the Kubernetes API server.
+    Kubernetes,
+}
+
+impl AuthMode {
+    /// The server's `--auth` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Header => "header",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// The SubjectAccessReview a user must pass in a namespace (default `get` on
+/// `rayclusters.ray.io`).
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessReviewSpec {
+    /// Verb, e.g. get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verb: Option<String>,
+    /// API group, e.g. ray.io (empty for the core group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Resource, e.g. rayclusters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+}
+
+/// A key of a ConfigMap holding the ACL file.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AclConfigMapRef {
+    /// ConfigMap name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the ACL YAML (default acl.yaml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// Reference to a `HistoryStorage`.

@@ -1,27 +1,34 @@
 //! `HistoryServer` reconcile: ServiceAccount, Deployment and Service for `ray-history-server`,
 //! reading the storage of the referenced `HistoryStorage` (its ConfigMap and Secret keys);
-//! status reports ready replicas, the in-cluster URL and conditions.
+//! `spec.auth` becomes the server's `--auth*` flags (in `kubernetes` mode the pod mounts its
+//! ServiceAccount token; the chart's `server-auth` ClusterRole is bound to that account, and
+//! the `ReviewsAllowed` condition says whether it is); status reports ready replicas, the
+//! in-cluster URL and conditions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource,
-    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
+    ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::ObjectMeta;
+use kube::api::{ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Resource, ResourceExt};
 
 use super::{Context, apply, apply_status};
 use crate::Result;
-use crate::crd::server::{HistoryServer, HistoryServerStatus};
+use crate::crd::server::{AuthMode, AuthSpec, HistoryServer, HistoryServerStatus};
 use crate::crd::storage::HistoryStorage;
 use crate::crd::{self, MANAGER};
 
@@ -29,10 +36,15 @@ use crate::crd::{self, MANAGER};
 pub const STORAGE_RESOLVED: &str = "StorageResolved";
 /// Condition: every replica is ready.
 pub const READY: &str = "Ready";
+/// Condition (auth mode kubernetes): the server's ServiceAccount may create the TokenReviews
+/// and SubjectAccessReviews it answers with.
+pub const REVIEWS_ALLOWED: &str = "ReviewsAllowed";
 /// Port the server listens on.
 pub const HTTP_PORT: i32 = 8080;
 /// Where the init container puts Ray's dashboard build.
 pub const DASHBOARD_DIR: &str = "/ray-dashboard";
+/// Where `header` mode's ACL ConfigMap is mounted.
+pub const ACL_DIR: &str = "/etc/ray-history-auth";
 
 /// Reconciles one `HistoryServer`.
 pub async fn reconcile(hs: Arc<HistoryServer>, ctx: Arc<Context>) -> Result<Action> {
@@ -108,6 +120,38 @@ impl HistoryServer {
         let deployment = apply(ctx, &ns, &self.deployment(&storage, ctx, owner.clone())).await?;
         apply(ctx, &ns, &self.service(owner)).await?;
 
+        // Without the rights, every request to the server would answer 503: say why here.
+        let mut reviews_allowed = true;
+        if self.spec.auth.as_ref().map(|a| a.mode) == Some(AuthMode::Kubernetes) {
+            let missing = self.missing_review_rights(ctx, &ns).await?;
+            reviews_allowed = missing.is_empty();
+            let (reason, message) = if reviews_allowed {
+                (
+                    "Allowed",
+                    "the ServiceAccount may create tokenreviews and subjectaccessreviews"
+                        .to_string(),
+                )
+            } else {
+                (
+                    "NotBound",
+                    format!(
+                        "ServiceAccount {ns}/{} may not create {}: bind the chart's server-auth \
+                         ClusterRole to it (Helm value serverAuth.serviceAccounts)",
+                        self.name_any(),
+                        missing.join(" or ")
+                    ),
+                )
+            };
+            status.conditions.push(crd::condition(
+                prev,
+                REVIEWS_ALLOWED,
+                reviews_allowed,
+                reason,
+                message,
+                generation,
+            ));
+        }
+
         let wanted = self.spec.replicas.unwrap_or(1);
         let ready = deployment
             .status
@@ -117,8 +161,13 @@ impl HistoryServer {
         let port = self.spec.service.port.unwrap_or(80);
         status.ready_replicas = ready;
         status.url = Some(format!("http://{}.{ns}.svc:{port}", self.name_any()));
-        let all_ready = ready >= wanted && wanted > 0;
-        let (reason, message) = if all_ready {
+        let all_ready = ready >= wanted && wanted > 0 && reviews_allowed;
+        let (reason, message) = if !reviews_allowed {
+            (
+                "ReviewsNotAllowed",
+                "the server cannot review tokens (see ReviewsAllowed)".to_string(),
+            )
+        } else if all_ready {
             ("Available", format!("{ready}/{wanted} replicas ready"))
         } else {
             ("Progressing", format!("{ready}/{wanted} replicas ready"))
@@ -132,6 +181,43 @@ impl HistoryServer {
         } else {
             ctx.settings.retry_interval
         }))
+    }
+
+    /// Which of `tokenreviews` and `subjectaccessreviews` the server's ServiceAccount may not
+    /// create, by asking the API server's authorizer.
+    async fn missing_review_rights(&self, ctx: &Context, ns: &str) -> Result<Vec<&'static str>> {
+        let user = format!("system:serviceaccount:{ns}:{}", self.name_any());
+        let reviews: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+        let mut missing = Vec::new();
+        for (group, resource) in [
+            ("authentication.k8s.io", "tokenreviews"),
+            ("authorization.k8s.io", "subjectaccessreviews"),
+        ] {
+            let review = SubjectAccessReview {
+                spec: SubjectAccessReviewSpec {
+                    user: Some(user.clone()),
+                    // A ServiceAccount's groups, as the API server gives them to its tokens.
+                    groups: Some(vec![
+                        "system:serviceaccounts".to_string(),
+                        format!("system:serviceaccounts:{ns}"),
+                        "system:authenticated".to_string(),
+                    ]),
+                    resource_attributes: Some(ResourceAttributes {
+                        group: Some(group.to_string()),
+                        resource: Some(resource.to_string()),
+                        verb: Some("create".to_string()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = reviews.create(&PostParams::default(), &review).await?;
+            if !answer.status.is_some_and(|s| s.allowed) {
+                missing.push(resource);
+            }
+        }
+        Ok(missing)
     }
 
     /// Patches the status and publishes an Event when `Ready` changed.
@@ -196,7 +282,7 @@ impl HistoryServer {
     ) -> ServiceAccount {
         ServiceAccount {
             metadata: self.meta(owner),
-            // The server reads storage, never the Kubernetes API.
+            // Mounted by the pod only when it reviews tokens (`auth.mode: kubernetes`).
             automount_service_account_token: Some(false),
             ..Default::default()
         }
@@ -247,6 +333,23 @@ impl HistoryServer {
         }
         let mut volumes = vec![empty_dir("tmp")];
         let mut mounts = vec![mount("tmp", "/tmp")];
+        let auth = spec.auth.clone().unwrap_or_default();
+        args.extend(auth_args(&auth));
+        if let Some(acl) = auth
+            .acl_config_map
+            .as_ref()
+            .filter(|_| auth.mode == AuthMode::Header)
+        {
+            volumes.push(Volume {
+                name: "auth-acl".to_string(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: acl.name.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            mounts.push(mount("auth-acl", ACL_DIR));
+        }
         let mut init_containers = Vec::new();
         if let Some(dashboard) = &spec.ray_dashboard {
             args.extend(["--ray-dashboard-dir".to_string(), DASHBOARD_DIR.to_string()]);
@@ -320,7 +423,8 @@ impl HistoryServer {
                     }),
                     spec: Some(PodSpec {
                         service_account_name: Some(self.name_any()),
-                        automount_service_account_token: Some(false),
+                        // Only `kubernetes` mode talks to the API server (as this account).
+                        automount_service_account_token: Some(auth.mode == AuthMode::Kubernetes),
                         security_context: Some(PodSecurityContext {
                             run_as_non_root: Some(true),
                             run_as_user: Some(65532),
@@ -343,6 +447,41 @@ impl HistoryServer {
             ..Default::default()
         }
     }
+}
+
+/// The server's `--auth*` flags for `auth`.
+fn auth_args(auth: &AuthSpec) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut flag = |name: &str, value: String| args.extend([format!("--{name}"), value]);
+    match auth.mode {
+        AuthMode::None => {}
+        AuthMode::Header => {
+            flag("auth", "header".to_string());
+            flag("auth-trusted-proxies", auth.trusted_proxies.join(","));
+            if let Some(acl) = &auth.acl_config_map {
+                let key = acl.key.as_deref().unwrap_or("acl.yaml");
+                flag("auth-acl", format!("{ACL_DIR}/{key}"));
+            }
+        }
+        AuthMode::Kubernetes => {
+            flag("auth", "kubernetes".to_string());
+            if !auth.token_audiences.is_empty() {
+                flag("auth-token-audiences", auth.token_audiences.join(","));
+            }
+            let review = auth.access_review.clone().unwrap_or_default();
+            for (name, value) in [
+                ("auth-sar-verb", review.verb),
+                ("auth-sar-group", review.group),
+                ("auth-sar-resource", review.resource),
+                ("auth-cache-ttl", auth.cache_ttl.clone()),
+            ] {
+                if let Some(value) = value {
+                    flag(name, value);
+                }
+            }
+        }
+    }
+    args
 }
 
 /// Copies Ray's dashboard build (shipped in every `ray[default]` install) to the shared volume.
@@ -575,6 +714,140 @@ mod tests {
         assert_eq!(condition(status, READY)["status"], "True");
         assert_eq!(condition(status, STORAGE_RESOLVED)["status"], "True");
         assert_eq!(action, Action::requeue(Settings::default().probe_interval));
+    }
+
+    #[tokio::test]
+    async fn kubernetes_auth_passes_its_flags_and_mounts_the_account_token() {
+        let mut server = HistoryServer::test();
+        server.spec.auth = Some(AuthSpec {
+            mode: AuthMode::Kubernetes,
+            token_audiences: vec!["ray-history".into()],
+            access_review: Some(crate::crd::server::AccessReviewSpec {
+                verb: Some("list".into()),
+                ..Default::default()
+            }),
+            cache_ttl: Some("10s".into()),
+            ..Default::default()
+        });
+        let (ctx, _api) = fixtures::context(Settings::default());
+        let deployment = serde_json::to_value(server.deployment(
+            &HistoryStorage::test().configured(),
+            &ctx,
+            None,
+        ))
+        .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["args"],
+            json!([
+                "serve",
+                "--listen",
+                "0.0.0.0:8080",
+                "--auth",
+                "kubernetes",
+                "--auth-token-audiences",
+                "ray-history",
+                "--auth-sar-verb",
+                "list",
+                "--auth-cache-ttl",
+                "10s"
+            ])
+        );
+        assert_eq!(pod["automountServiceAccountToken"], true);
+        assert_eq!(
+            serde_json::to_value(HistoryServer::test().deployment(
+                &HistoryStorage::test().configured(),
+                &ctx,
+                None
+            ))
+            .unwrap()["spec"]["template"]["spec"]["automountServiceAccountToken"],
+            false,
+            "no token without kubernetes mode"
+        );
+    }
+
+    #[tokio::test]
+    async fn kubernetes_auth_reports_an_account_without_review_rights() {
+        let mut server = HistoryServer::test();
+        server.spec.auth = Some(AuthSpec {
+            mode: AuthMode::Kubernetes,
+            ..Default::default()
+        });
+        let (_, status) = run(server, |mut api| async move {
+            let storage = serde_json::to_value(HistoryStorage::test().configured()).unwrap();
+            api.next()
+                .await
+                .expect(Method::GET, STORAGE_PATH)
+                .reply(StatusCode::OK, &storage);
+            // The ServiceAccount, Deployment and Service, applied as usual.
+            for _ in 0..3 {
+                let ex = api.next().await;
+                assert_eq!(ex.method, Method::PATCH, "{}", ex.uri);
+                let mut body = ex.body.clone();
+                if body["kind"] == "Deployment" {
+                    body["status"] = json!({"readyReplicas": 2, "replicas": 2});
+                }
+                ex.reply(StatusCode::OK, &body);
+            }
+            for allowed in [true, false] {
+                let ex = api.next().await.expect(
+                    Method::POST,
+                    "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                );
+                assert_eq!(ex.body["spec"]["user"], "system:serviceaccount:ray:history");
+                let mut answer = ex.body.clone();
+                answer["status"] = json!({"allowed": allowed});
+                ex.reply(StatusCode::CREATED, &answer);
+            }
+            status_and_event(api, true).await
+        })
+        .await;
+        let reviews = condition(&status, REVIEWS_ALLOWED);
+        assert_eq!(reviews["status"], "False");
+        assert!(
+            reviews["message"]
+                .as_str()
+                .unwrap()
+                .contains("may not create subjectaccessreviews: bind"),
+            "{reviews}"
+        );
+        assert_eq!(condition(&status, READY)["reason"], "ReviewsNotAllowed");
+    }
+
+    #[tokio::test]
+    async fn header_auth_mounts_its_acl() {
+        let mut server = HistoryServer::test();
+        server.spec.auth = Some(AuthSpec {
+            mode: AuthMode::Header,
+            trusted_proxies: vec!["10.0.0.0/8".into(), "127.0.0.1".into()],
+            acl_config_map: Some(crate::crd::server::AclConfigMapRef {
+                name: "history-acl".into(),
+                key: None,
+            }),
+            ..Default::default()
+        });
+        let (ctx, _api) = fixtures::context(Settings::default());
+        let deployment = serde_json::to_value(server.deployment(
+            &HistoryStorage::test().configured(),
+            &ctx,
+            None,
+        ))
+        .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let args = pod["containers"][0]["args"].as_array().unwrap();
+        assert_eq!(
+            args[3..],
+            [
+                json!("--auth"),
+                json!("header"),
+                json!("--auth-trusted-proxies"),
+                json!("10.0.0.0/8,127.0.0.1"),
+                json!("--auth-acl"),
+                json!("/etc/ray-history-auth/acl.yaml")
+            ]
+        );
+        assert_eq!(pod["volumes"][1]["configMap"]["name"], "history-acl");
+        assert_eq!(pod["automountServiceAccountToken"], false);
     }
 
     #[tokio::test]

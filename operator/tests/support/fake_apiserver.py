@@ -32,6 +32,7 @@ RESOURCES = {
     ],
     "apiextensions.k8s.io/v1": [("customresourcedefinitions", "CustomResourceDefinition", False)],
     "coordination.k8s.io/v1": [("leases", "Lease", True)],
+    "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
     "events.k8s.io/v1": [("events", "Event", True)],
     "rayhistory.io/v1alpha1": [
         ("historystorages", "HistoryStorage", True), ("historyservers", "HistoryServer", True),
