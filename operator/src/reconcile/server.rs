@@ -743,6 +743,8 @@ mod tests {
                 "serve",
                 "--listen",
                 "0.0.0.0:8080",
+                "--cache-max-bytes",
+                "536870912",
                 "--auth",
                 "kubernetes",
                 "--auth-token-audiences",
@@ -836,7 +838,7 @@ mod tests {
         let pod = &deployment["spec"]["template"]["spec"];
         let args = pod["containers"][0]["args"].as_array().unwrap();
         assert_eq!(
-            args[3..],
+            args[5..],
             [
                 json!("--auth"),
                 json!("header"),
