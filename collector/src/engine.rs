@@ -25,7 +25,7 @@ use crate::events::{Known, SharedKnown};
 use crate::metadata::{Publisher, SessionRecord};
 use crate::metrics::Metrics;
 use crate::rotation::{self, Rename};
-use crate::spool::Spool;
+use crate::spool::{Segment, Spool};
 use crate::tracker::{FileId, FileStat, Tracked};
 use crate::uploader::{Job, Mode, Uploader};
 use crate::{Error, Result};
@@ -60,8 +60,10 @@ struct Entry {
     source: Source,
     tracked: Tracked,
     verified: bool,
-    /// Last `stat` of the file.
+    /// Last `stat` of the file (a spool segment's: no longer than its completed appends).
     seen: Option<FileStat>,
+    /// Bytes that may be uploaded (a spool segment's completed appends); `None`: all.
+    limit: Option<u64>,
     behind_since: Option<Instant>,
 }
 
@@ -74,6 +76,7 @@ impl Entry {
             tracked: Tracked::new(id),
             verified: false,
             seen: None,
+            limit: None,
             behind_since: None,
         }
     }
@@ -238,9 +241,9 @@ impl Engine {
         }
         // The spool lives in the state dir, which the watcher ignores: look at it every round.
         self.spool.roll(false);
-        self.reconcile_spool();
+        let segments = self.reconcile_spool();
         let clean = self.upload(closing).await;
-        self.drop_sent_spool_files();
+        self.drop_sent_spool_files(&segments);
         let clean = clean & self.heartbeat().await;
         self.save();
         self.update_gauges();
@@ -409,7 +412,7 @@ impl Engine {
         }
     }
 
-    fn reconcile_spool(&mut self) {
+    fn reconcile_spool(&mut self) -> Vec<Segment> {
         let segments = self.spool.segments();
         let present: BTreeSet<&PathBuf> = segments.iter().map(|s| &s.path).collect();
         self.entries
@@ -426,8 +429,14 @@ impl Engine {
                 );
                 Entry::new(segment.session.clone(), key, Source::Spool, stat.id)
             });
-            entry.seen = Some(stat);
+            // Bytes past the completed appends may be a batch being written: not yet.
+            entry.seen = Some(FileStat {
+                len: stat.len.min(segment.size),
+                ..stat
+            });
+            entry.limit = Some(segment.size);
         }
+        segments
     }
 
     /// Uploads every file with new bytes; returns whether all succeeded.
@@ -448,6 +457,7 @@ impl Engine {
                 key: e.key.clone(),
                 tracked: e.tracked.clone(),
                 verified: e.verified,
+                limit: e.limit,
                 due,
                 closing,
             })
@@ -505,20 +515,29 @@ impl Engine {
         errors == 0
     }
 
-    fn drop_sent_spool_files(&mut self) {
-        let spool = Arc::clone(&self.spool);
-        self.entries.retain(|path, e| {
-            let sent = e.source == Source::Spool
-                && e.verified
-                && !e.needs_work()
-                && !spool.is_open(path);
-            if sent
-                && let Err(err) = std::fs::remove_file(path) {
-                    tracing::warn!(path = %path.display(), error = %err, "cannot remove a sent events file");
-                    return true;
+    /// Deletes the sealed segments whose final size storage confirmed. `segments` is the
+    /// listing the round started with: a segment sealed since is deleted next round, after
+    /// its last bytes are uploaded.
+    fn drop_sent_spool_files(&mut self, segments: &[Segment]) {
+        for segment in segments.iter().filter(|s| s.sealed) {
+            let Some(entry) = self.entries.get(&segment.path) else {
+                continue;
+            };
+            let stored = entry.verified
+                && entry.tracked.uploaded == segment.size
+                && entry.seen.is_some_and(|s| s.id == entry.tracked.id);
+            if !stored {
+                continue;
+            }
+            match self.spool.remove(segment) {
+                Ok(()) => {
+                    self.entries.remove(&segment.path);
                 }
-            !sent
-        });
+                Err(e) => {
+                    tracing::warn!(path = %segment.path.display(), error = %e, "cannot remove a sent events file")
+                }
+            }
+        }
     }
 
     /// Announces new sessions, refreshes the live one on the heartbeat, and finalises
@@ -688,8 +707,12 @@ fn trusted(
             if cluster != node.cluster {
                 return Err(format!("cluster {} is not this node's", cluster.segment()));
             }
-            if path.parent() != Some(spool_dir) {
-                return Err("not a spool segment".into());
+            // `<spool>/<session>/<node-id>-<millis>.json`
+            let dir = path.parent();
+            if dir.and_then(Path::parent) != Some(spool_dir)
+                || dir.and_then(Path::file_name) != Some(session.as_str().as_ref())
+            {
+                return Err("not a spool segment of this session".into());
             }
             Ok((session, Source::Spool))
         }

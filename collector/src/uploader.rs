@@ -65,6 +65,9 @@ pub struct Job {
     pub tracked: Tracked,
     /// Whether the object's size was already checked in this process.
     pub verified: bool,
+    /// Bytes of the file that may be uploaded (a spool segment's completed appends); `None`:
+    /// all of them.
+    pub limit: Option<u64>,
     /// In [`Mode::Reupload`]: whether a changed file may be uploaded now.
     pub due: bool,
     /// Final flush: upload everything, whatever the batch size.
@@ -164,7 +167,7 @@ impl Uploader {
     }
 
     async fn append_file(&self, job: &Job, out: &mut Outcome) -> Result<()> {
-        let Some((file, stat)) = open_same(&job.path, &out.tracked)? else {
+        let Some((file, stat)) = open_same(&job.path, &out.tracked, job.limit)? else {
             return Ok(());
         };
         out.len = Some(stat.len);
@@ -234,7 +237,7 @@ impl Uploader {
     }
 
     async fn put_file(&self, job: &Job, out: &mut Outcome) -> Result<()> {
-        let Some((file, stat)) = open_same(&job.path, &out.tracked)? else {
+        let Some((file, stat)) = open_same(&job.path, &out.tracked, job.limit)? else {
             return Ok(());
         };
         out.len = Some(stat.len);
@@ -383,14 +386,20 @@ struct Opened {
     path: Arc<PathBuf>,
 }
 
-/// Opens `path` if it is still the tracked file (same device and inode).
-fn open_same(path: &std::path::Path, t: &Tracked) -> Result<Option<(Opened, FileStat)>> {
+/// Opens `path` if it is still the tracked file (same device and inode); its stat's length
+/// is at most `limit`, so nothing past it is read.
+fn open_same(
+    path: &std::path::Path,
+    t: &Tracked,
+    limit: Option<u64>,
+) -> Result<Option<(Opened, FileStat)>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path)(e)),
     };
-    let stat = FileStat::from_metadata(&file.metadata().map_err(Error::io(path))?);
+    let mut stat = FileStat::from_metadata(&file.metadata().map_err(Error::io(path))?);
+    stat.len = limit.map_or(stat.len, |limit| stat.len.min(limit));
     let opened = Opened {
         file: Arc::new(file),
         path: Arc::new(path.to_path_buf()),
@@ -454,6 +463,7 @@ mod tests {
             key: key.clone(),
             tracked: Tracked::new(id),
             verified: false,
+            limit: None,
             due: true,
             closing: false,
         };

@@ -267,6 +267,7 @@ async fn a_nearly_full_append_blob_is_rewritten_in_big_blocks() {
         key: key.clone(),
         tracked,
         verified: true,
+        limit: None,
         due: true,
         closing: false,
     };

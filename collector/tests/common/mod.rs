@@ -98,8 +98,18 @@ pub struct Collector {
 impl Collector {
     /// Starts `ray-history-collector run` on `ray_root`, with `extra` settings.
     pub fn start(ray_root: &Path, target: &Target, extra: &[(&str, &str)]) -> Collector {
+        Collector::start_with_events_port(ray_root, target, extra, free_port())
+    }
+
+    /// Like [`Collector::start`], with the event receiver on `events_port` (so posters keep
+    /// one address across restarts).
+    pub fn start_with_events_port(
+        ray_root: &Path,
+        target: &Target,
+        extra: &[(&str, &str)],
+        events_port: u16,
+    ) -> Collector {
         let metrics_port = free_port();
-        let events_port = free_port();
         // Outside the watched dir, so the collector's own log does not wake it up.
         let log = std::env::temp_dir().join(format!("rhc-collector-{metrics_port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
