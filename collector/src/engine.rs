@@ -370,8 +370,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Mirrors a rename in storage: keep whatever object sits at the new name under a spare
-    /// generation, copy the old object there, delete the old name.
+    /// Mirrors a rename in storage (see [`rotation::Target::mirror`]) and checkpoints it at
+    /// once: a crash later in the round must not make the next run mirror it again from a
+    /// state that no longer matches storage.
     async fn rename(
         &mut self,
         session: &SessionName,
@@ -395,14 +396,18 @@ impl Engine {
             session,
             node,
         };
+        // A file at the old name (Ray's new `raylet.out`, or the next generation) replaces
+        // the object there; deleting it first would show readers a missing file.
+        let reused = FileStat::of(&rename.from).is_ok_and(|stat| stat.is_some());
         let result = target
-            .mirror(&entry.key, &relative, logs_dir_of(&rename.to))
+            .mirror(&entry.key, &relative, &rename.to, entry.tracked.id, reused)
             .await;
         match result {
             Ok(new_key) => {
                 tracing::info!(from = %rename.from.display(), to = %rename.to.display(), "mirrored a rename");
                 entry.key = new_key;
                 self.entries.insert(rename.to.clone(), entry);
+                self.save();
                 Ok(())
             }
             Err(e) => {
@@ -718,10 +723,6 @@ fn trusted(
         }
         _ => Err("not a log file or events key".into()),
     }
-}
-
-fn logs_dir_of(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("/"))
 }
 
 /// Retries for one storage call: short enough that a round during an outage ends soon and

@@ -412,3 +412,68 @@ async fn a_restarted_engine_resumes_its_spool_segments_from_the_checkpoint() {
     assert_eq!(spooled.len(), 1, "the checkpoint's spool entry is trusted");
     assert_eq!(spooled[0].tracked.uploaded, 3);
 }
+
+/// Names of the objects under the node's logs.
+async fn log_objects(f: &Fixture) -> Vec<String> {
+    use futures::TryStreamExt;
+    let session = SessionName::new(SESSION).unwrap();
+    let node = NodeId::new(&node_id()).unwrap();
+    let prefix = f.node.cluster.node_logs_prefix(&session, &node);
+    let mut names: Vec<String> = f
+        .storage
+        .list(Some(&prefix))
+        .map_ok(|o| o.location.as_ref()[prefix.as_ref().len() + 1..].to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_rename_mirrored_again_after_a_crash_keeps_one_spare_and_no_copy_twice() {
+    // Ray (backup count 1) deletes out.1 (B), renames out (A) -> out.1 and, in the first
+    // cases, opens a new out (C). Storage is left as a crash after each step of the mirror
+    // would leave it, with the checkpoint from before the rename.
+    for (step, new_out) in [
+        ("spare", true),
+        ("copy", true),
+        ("copy", false),
+        ("delete", false),
+    ] {
+        let f = Fixture::new().await;
+        f.write("raylet.out", b"generation A\n");
+        f.write("raylet.out.1", b"generation B\n");
+        assert!(f.engine().tick(true).await);
+        std::fs::remove_file(f.logs().join("raylet.out.1")).unwrap();
+        std::fs::rename(f.logs().join("raylet.out"), f.logs().join("raylet.out.1")).unwrap();
+        if new_out {
+            f.write("raylet.out", b"generation C\n");
+        }
+        let (out, one, two) = (
+            f.key("raylet.out"),
+            f.key("raylet.out.1"),
+            f.key("raylet.out.2"),
+        );
+        f.storage.copy(&one, &two).await.unwrap();
+        if step != "spare" {
+            f.storage.copy(&out, &one).await.unwrap();
+        }
+        if step == "delete" {
+            f.storage.delete(&out).await.unwrap();
+        }
+        assert!(f.engine().tick(true).await, "{step}");
+        f.assert_mirrored().await;
+        let expected: &[&str] = if new_out {
+            &["raylet.out", "raylet.out.1", "raylet.out.2"]
+        } else {
+            &["raylet.out.1", "raylet.out.2"]
+        };
+        assert_eq!(
+            log_objects(&f).await,
+            expected,
+            "after {step}, new out: {new_out}"
+        );
+        assert_eq!(f.object("raylet.out.2").await.unwrap(), b"generation B\n");
+    }
+}

@@ -22,7 +22,7 @@ use ray_history_storage::retry::{Backoff, retry};
 use ray_history_storage::{Error as StorageError, Storage};
 
 use crate::metrics::Metrics;
-use crate::tracker::{FileStat, Tracked, WINDOW, crc};
+use crate::tracker::{FileId, FileStat, Tracked, WHOLE, WINDOW, crc};
 use crate::{Error, Result};
 
 /// Largest append (one Azure block).
@@ -85,6 +85,32 @@ pub struct Outcome {
     pub len: Option<u64>,
     /// Why the job stopped early.
     pub error: Option<Error>,
+}
+
+/// What identifies some bytes, as [`Tracked`] records them: CRCs of the first and of the last
+/// [`WINDOW`] bytes, and of all of them when they are at most [`WHOLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// How many bytes.
+    pub size: u64,
+    /// CRC of the first `min(size, WINDOW)` bytes.
+    pub head: u32,
+    /// CRC of the last `min(size, WINDOW)` bytes.
+    pub tail: u32,
+    /// CRC of all of them, when `size <= WHOLE`.
+    pub whole: Option<u32>,
+}
+
+impl Fingerprint {
+    /// The fingerprint of a file's first `t.uploaded` bytes.
+    pub fn of(t: &Tracked) -> Fingerprint {
+        Fingerprint {
+            size: t.uploaded,
+            head: t.head,
+            tail: t.tail,
+            whole: t.whole,
+        }
+    }
 }
 
 /// Uploads files through [`Storage`] with retries.
@@ -326,7 +352,68 @@ impl Uploader {
         self.reset(key, t).await
     }
 
-    /// Progress at `size` when the object's first and last [`WINDOW`] bytes match the file's.
+    /// The fingerprint of the object at `key`, which holds `size` bytes. Objects up to
+    /// [`WHOLE`] are read whole (windows miss a change in the middle only), bigger ones only
+    /// at both ends.
+    pub async fn fingerprint(&self, key: &Path, size: u64) -> Result<Fingerprint> {
+        let window = size.min(WINDOW);
+        if size <= WHOLE {
+            let all = if size == 0 {
+                Bytes::new()
+            } else {
+                self.call("get", || self.storage.get_range(key, 0..size))
+                    .await?
+            };
+            // Fewer bytes than `size` (the object changed meanwhile) make a fingerprint that
+            // matches no one's.
+            let window = window.min(all.len() as u64) as usize;
+            return Ok(Fingerprint {
+                size: all.len() as u64,
+                head: crc(&all[..window]),
+                tail: crc(&all[all.len() - window..]),
+                whole: Some(crc(&all)),
+            });
+        }
+        let head = self
+            .call("get", || self.storage.get_range(key, 0..window))
+            .await?;
+        let tail = self
+            .call("get", || self.storage.get_range(key, size - window..size))
+            .await?;
+        Ok(Fingerprint {
+            size,
+            head: crc(&head),
+            tail: crc(&tail),
+            whole: None,
+        })
+    }
+
+    /// Whether the objects at `a` and `b`, both of `size` bytes, hold the same bytes (as far
+    /// as their fingerprints tell).
+    pub async fn same_objects(&self, a: &Path, b: &Path, size: u64) -> Result<bool> {
+        Ok(self.fingerprint(a, size).await? == self.fingerprint(b, size).await?)
+    }
+
+    /// Whether the object at `key`, of `size` bytes, holds the first `size` bytes of the file
+    /// at `path`, which must still be the file `id`.
+    pub async fn holds_start_of(
+        &self,
+        key: &Path,
+        size: u64,
+        path: &std::path::Path,
+        id: FileId,
+    ) -> Result<bool> {
+        let Some((file, _)) = open_same(path, &Tracked::new(id), None)? else {
+            return Ok(false);
+        };
+        let at = blocking(&file, move |f| Tracked::at_offset(id, f, size)).await?;
+        match at {
+            Some(at) => Ok(self.fingerprint(key, size).await? == Fingerprint::of(&at)),
+            None => Ok(false),
+        }
+    }
+
+    /// Progress at `size` when the object's bytes are the file's first `size` bytes.
     async fn adopt(
         &self,
         key: &Path,
@@ -339,29 +426,8 @@ impl Uploader {
         let Some(mut at) = at else {
             return Ok(None);
         };
-        if size > 0 {
-            let head = self
-                .call("get", || self.storage.get_range(key, 0..size.min(WINDOW)))
-                .await?;
-            let tail = self
-                .call("get", || {
-                    self.storage.get_range(key, size - size.min(WINDOW)..size)
-                })
-                .await?;
-            if crc(&head) != at.head || crc(&tail) != at.tail {
-                return Ok(None);
-            }
-            // Small objects are compared whole: windows miss a change in the middle only.
-            if let Some(whole) = at.whole
-                && size > 2 * WINDOW
-            {
-                let all = self
-                    .call("get", || self.storage.get_range(key, 0..size))
-                    .await?;
-                if crc(&all) != whole {
-                    return Ok(None);
-                }
-            }
+        if self.fingerprint(key, size).await? != Fingerprint::of(&at) {
+            return Ok(None);
         }
         // The block count is unknown; never assume fewer than the old count or than needed.
         at.blocks = t.blocks.max(size.div_ceil(MAX_APPEND) as u32) + 1;
