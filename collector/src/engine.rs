@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as Key;
 use ray_history_storage::layout::{self, NodeId, SessionName};
 use ray_history_storage::metadata::NodeType;
@@ -256,6 +256,7 @@ impl Engine {
             .await
             .expect("listing does not panic")?;
         let latest = discovery::latest(&self.root);
+        let mut new = Vec::new();
         for dir in found {
             let Some(node) = dir.node.clone() else {
                 continue;
@@ -267,6 +268,7 @@ impl Engine {
             match self.publisher.first_sight(&dir.name, &node, version).await {
                 Ok(record) => {
                     tracing::info!(session = %dir.name, node = %node, "found session");
+                    new.push((dir.name.clone(), node));
                     self.sessions.insert(
                         dir.name.clone(),
                         Session {
@@ -281,8 +283,7 @@ impl Engine {
                 }
             }
         }
-        let mut known = self.known.write().expect("known sessions lock");
-        *known = Known {
+        let known = Known {
             live: latest.and_then(|l| self.sessions.get(&l).map(|s| (l, s.record.node.clone()))),
             nodes: self
                 .sessions
@@ -290,7 +291,42 @@ impl Engine {
                 .map(|(name, s)| (name.clone(), s.record.node.clone()))
                 .collect(),
         };
+        *self.known.write().expect("known sessions lock") = known;
+        // After the receiver learnt of the sessions: it answers 503 until then.
+        for (session, node) in new {
+            self.clear_staging(&session, &node).await;
+        }
         Ok(())
+    }
+
+    /// Deletes the staging objects an earlier run of this node left in a session (it crashed
+    /// in a rewrite; none of this run's rewrites has started there yet).
+    async fn clear_staging(&self, session: &SessionName, node: &NodeId) {
+        let prefix = self.node.cluster.node_staging_prefix(session, node);
+        let storage = self.uploader.storage();
+        let listed: std::result::Result<Vec<_>, _> =
+            storage.list(Some(&prefix)).try_collect().await;
+        let objects = match listed {
+            Ok(objects) => objects,
+            Err(e) => {
+                tracing::warn!(session = %session, error = %e, "cannot list staging objects");
+                return;
+            }
+        };
+        for object in objects {
+            match self
+                .uploader
+                .call("delete", || storage.delete(&object.location))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(key = %object.location, "deleted a staging object left by a crash")
+                }
+                Err(e) => {
+                    tracing::warn!(key = %object.location, error = %e, "cannot delete a staging object")
+                }
+            }
+        }
     }
 
     fn live(&self) -> Option<SessionName> {

@@ -477,3 +477,20 @@ async fn a_rename_mirrored_again_after_a_crash_keeps_one_spare_and_no_copy_twice
         assert_eq!(f.object("raylet.out.2").await.unwrap(), b"generation B\n");
     }
 }
+
+#[tokio::test]
+async fn staging_objects_left_by_a_crash_are_deleted_at_start() {
+    let f = Fixture::new().await;
+    f.write("raylet.out", b"r\n");
+    let staged = layout::Key::parse(&f.key("raylet.out"))
+        .unwrap()
+        .staging()
+        .unwrap();
+    f.storage
+        .put(&staged, bytes::Bytes::from_static(b"half a rewrite"))
+        .await
+        .unwrap();
+    assert!(f.engine().tick(true).await);
+    assert_eq!(f.storage.head(&staged).await.unwrap(), None);
+    f.assert_mirrored().await;
+}

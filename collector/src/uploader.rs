@@ -10,6 +10,9 @@
 //!
 //! An append blob takes at most 50,000 blocks. The batch grows as a blob fills up, and a blob
 //! that is nearly full is rewritten from its file in 4 MiB blocks, so an upload never fails.
+//! Every rewrite (that one, and of a truncated or rewritten file) builds the new content under
+//! the layout's staging key and copies it over the object: readers see the old bytes, then
+//! the new ones, never a missing object.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -18,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use object_store::path::Path;
+use ray_history_storage::layout::{self, LayoutError};
 use ray_history_storage::retry::{Backoff, retry};
 use ray_history_storage::{Error as StorageError, Storage};
 
@@ -197,13 +201,24 @@ impl Uploader {
             return Ok(());
         };
         out.len = Some(stat.len);
+        // A rewrite that found the file changing again returns early, with the old time, so
+        // the next round tries again.
         if !out.verified {
-            out.tracked = self.verify(&job.key, &file, &out.tracked, stat.len).await?;
+            let Some(t) = self.verify(&job.key, &file, &out.tracked, stat.len).await? else {
+                return Ok(());
+            };
+            out.tracked = t;
             out.verified = true;
         }
         if out.tracked.blocks >= COMPACT_AT {
             tracing::info!(key = %job.key, blocks = out.tracked.blocks, "rewriting a nearly full append blob");
-            out.tracked = self.reset(&job.key, &out.tracked).await?;
+            let Some(t) = self
+                .rewrite(&job.key, &file, &out.tracked, stat.len)
+                .await?
+            else {
+                return Ok(());
+            };
+            out.tracked = t;
         }
         let mut resets = 0;
         loop {
@@ -215,10 +230,16 @@ impl Uploader {
             let Some(chunk) = chunk else {
                 resets += 1;
                 if resets > MAX_RESETS {
-                    break;
+                    return Ok(());
                 }
                 tracing::info!(path = %job.path.display(), "file was truncated or rewritten; uploading it again");
-                out.tracked = self.reset(&job.key, &out.tracked).await?;
+                let Some(t) = self
+                    .rewrite(&job.key, &file, &out.tracked, stat.len)
+                    .await?
+                else {
+                    return Ok(());
+                };
+                out.tracked = t;
                 continue;
             };
             if chunk.data.is_empty() {
@@ -239,13 +260,21 @@ impl Uploader {
                 Err(StorageError::AppendPosition { actual, .. }) => {
                     let size = actual.unwrap_or(0);
                     tracing::info!(key = %job.key, expected = offset, actual = size, "object size differs; resuming from it");
-                    out.tracked = self
-                        .adopt_or_reset(&job.key, &file, &out.tracked, size, stat.len)
+                    let adopted = self
+                        .adopt_or_rewrite(&job.key, &file, &out.tracked, size, stat.len)
                         .await?;
+                    let Some(t) = adopted else { return Ok(()) };
+                    out.tracked = t;
                     continue;
                 }
                 Err(e) if e.to_string().contains("BlockCountExceedsLimit") => {
-                    out.tracked = self.reset(&job.key, &out.tracked).await?;
+                    let Some(t) = self
+                        .rewrite(&job.key, &file, &out.tracked, stat.len)
+                        .await?
+                    else {
+                        return Ok(());
+                    };
+                    out.tracked = t;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -307,11 +336,18 @@ impl Uploader {
         Ok(())
     }
 
-    /// After a restart (or for a new file): the progress storage really holds.
-    async fn verify(&self, key: &Path, file: &Opened, t: &Tracked, len: u64) -> Result<Tracked> {
+    /// After a restart (or for a new file): the progress storage really holds (`None`: see
+    /// [`Uploader::rewrite`]).
+    async fn verify(
+        &self,
+        key: &Path,
+        file: &Opened,
+        t: &Tracked,
+        len: u64,
+    ) -> Result<Option<Tracked>> {
         if t.uploaded == 0 && len > 0 {
             // The first append (at offset 0) finds out about any object already there.
-            return Ok(t.clone());
+            return Ok(Some(t.clone()));
         }
         match self.head_size(key).await? {
             None => {
@@ -320,10 +356,10 @@ impl Uploader {
                     self.call("append", || self.storage.append(key, 0, Bytes::new()))
                         .await?;
                 }
-                Ok(Tracked::new(t.id))
+                Ok(Some(Tracked::new(t.id)))
             }
-            Some(size) if size == t.uploaded => Ok(t.clone()),
-            Some(size) => self.adopt_or_reset(key, file, t, size, len).await,
+            Some(size) if size == t.uploaded => Ok(Some(t.clone())),
+            Some(size) => self.adopt_or_rewrite(key, file, t, size, len).await,
         }
     }
 
@@ -335,21 +371,21 @@ impl Uploader {
     }
 
     /// Resumes from an object holding `size` bytes if they are the file's first bytes,
-    /// otherwise starts the object over.
-    async fn adopt_or_reset(
+    /// otherwise rewrites the object from the file.
+    async fn adopt_or_rewrite(
         &self,
         key: &Path,
         file: &Opened,
         t: &Tracked,
         size: u64,
         len: u64,
-    ) -> Result<Tracked> {
+    ) -> Result<Option<Tracked>> {
         if size <= len
             && let Some(adopted) = self.adopt(key, file, t, size).await?
         {
-            return Ok(adopted);
+            return Ok(Some(adopted));
         }
-        self.reset(key, t).await
+        self.rewrite(key, file, t, len).await
     }
 
     /// The fingerprint of the object at `key`, which holds `size` bytes. Objects up to
@@ -434,14 +470,53 @@ impl Uploader {
         Ok(Some(at))
     }
 
-    /// Deletes the object and starts it over from the file's first byte.
-    async fn reset(&self, key: &Path, t: &Tracked) -> Result<Tracked> {
-        self.call("delete", || self.storage.delete(key)).await?;
-        if self.mode == Mode::Append {
-            self.call("append", || self.storage.append(key, 0, Bytes::new()))
-                .await?;
+    /// Replaces the append blob at `key` with the file's first `len` bytes (fewer if it
+    /// shrank) without a moment in which the key is missing: they are appended to the key's
+    /// staging key in blocks of up to 4 MiB, which is copied over the key (a copy of an append
+    /// blob is an append blob, so appends go on) and deleted. A crash in between leaves the old
+    /// object and a staging key that the next rewrite, or the collector's next start, deletes.
+    /// `None` when the file changed while it was read (the next round tries again).
+    async fn rewrite(
+        &self,
+        key: &Path,
+        file: &Opened,
+        t: &Tracked,
+        len: u64,
+    ) -> Result<Option<Tracked>> {
+        let staging = layout::Key::parse(key)?
+            .staging()
+            .ok_or_else(|| LayoutError::UnknownKey(key.to_string()))?;
+        self.call("delete", || self.storage.delete(&staging))
+            .await?;
+        self.call("append", || self.storage.append(&staging, 0, Bytes::new()))
+            .await?;
+        let mut staged = Tracked::new(t.id);
+        loop {
+            let rest = len.saturating_sub(staged.uploaded);
+            let Some(chunk) = read_next(file, &staged, rest.min(MAX_APPEND)).await? else {
+                return Ok(None);
+            };
+            if chunk.data.is_empty() {
+                break;
+            }
+            let offset = staged.uploaded;
+            self.call("append", || {
+                self.storage.append(&staging, offset, chunk.data.clone())
+            })
+            .await?;
+            self.metrics.uploaded_bytes.inc_by(chunk.data.len() as u64);
+            self.metrics.uploads.inc();
+            staged = Tracked {
+                blocks: staged.blocks + 1,
+                ..chunk.after
+            };
         }
-        Ok(Tracked::new(t.id))
+        self.call("copy", || self.storage.copy(&staging, key))
+            .await?;
+        if let Err(e) = self.call("delete", || self.storage.delete(&staging)).await {
+            tracing::warn!(key = %staging, error = %e, "cannot delete a staging object; the next rewrite or start will");
+        }
+        Ok(Some(staged))
     }
 }
 

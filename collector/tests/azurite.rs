@@ -291,3 +291,85 @@ async fn a_nearly_full_append_blob_is_rewritten_in_big_blocks() {
         b"first line\nsecond line\n"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewritten_files_replace_their_append_blob_without_the_key_ever_missing() {
+    use futures::TryStreamExt;
+    use ray_history_collector::metrics::Metrics;
+    use ray_history_collector::tracker::{FileStat, Tracked};
+    use ray_history_collector::uploader::{Job, Uploader};
+
+    let azurite = Azurite::shared();
+    let target = Target::azurite(azurite, "rewrite").await;
+    let uploader = Uploader::new(target.storage.clone(), Default::default(), Metrics::new());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("debug_state.txt");
+    let key = log_key("debug_state.txt");
+    let content = |round: usize| format!("round {round}\n").repeat(2000 + 100 * round);
+    std::fs::write(&path, content(0)).unwrap();
+    let id = FileStat::of(&path).unwrap().unwrap().id;
+    let mut tracked = Tracked::new(id);
+    let run = |tracked: Tracked| {
+        uploader.run(Job {
+            path: path.clone(),
+            key: key.clone(),
+            tracked,
+            verified: true,
+            limit: None,
+            due: true,
+            closing: false,
+        })
+    };
+    let out = run(tracked).await;
+    assert!(out.error.is_none(), "{:?}", out.error);
+    tracked = out.tracked;
+    // A reader polls the key all along.
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (storage, key, stop) = (target.storage.clone(), key.clone(), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let (mut polls, mut missing) = (0, 0);
+            while !stop.load(Ordering::Relaxed) {
+                polls += 1;
+                if storage.head(&key).await.unwrap().is_none() {
+                    missing += 1;
+                }
+            }
+            (polls, missing)
+        })
+    };
+    for round in 1..=15 {
+        // Ray rewrites it in place (shorter, or different from the first byte), then appends.
+        std::fs::write(&path, content(round)).unwrap();
+        let out = run(tracked).await;
+        assert!(out.error.is_none(), "{:?}", out.error);
+        append(&path, b"appended after the rewrite\n");
+        let out = run(out.tracked).await;
+        assert!(
+            out.error.is_none(),
+            "appends go on after the copy: {:?}",
+            out.error
+        );
+        tracked = out.tracked;
+        let expected = format!("{}appended after the rewrite\n", content(round));
+        assert_eq!(
+            &target.storage.get(&key).await.unwrap()[..],
+            expected.as_bytes()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (polls, missing) = poller.await.unwrap();
+    eprintln!("{polls} polls, {missing} found the key missing");
+    assert!(polls > 15);
+    assert_eq!(
+        missing, 0,
+        "a reader found the key missing during a rewrite"
+    );
+    let staging: Vec<_> = target
+        .storage
+        .list(Some(&cluster().node_staging_prefix(&session(), &node())))
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(staging.is_empty(), "{staging:?}");
+}
