@@ -443,6 +443,7 @@ impl Engine {
                 tracing::info!(from = %rename.from.display(), to = %rename.to.display(), "mirrored a rename");
                 entry.key = new_key;
                 self.entries.insert(rename.to.clone(), entry);
+                crash_point!("rename-mirrored");
                 self.save();
                 Ok(())
             }

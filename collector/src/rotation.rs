@@ -169,6 +169,7 @@ impl Target<'_> {
         };
         if let Some(target) = target.filter(|_| !copied) {
             self.keep_spare(&to, target.size, relative, file).await?;
+            crash_point!("mirror-spared");
         }
         if source.is_some() {
             if !copied {
@@ -177,11 +178,13 @@ impl Target<'_> {
                     Ok(()) | Err(ray_history_storage::Error::NotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
+                crash_point!("mirror-copied");
             }
             if !keep_from {
                 self.uploader
                     .call("delete", || storage.delete(from))
                     .await?;
+                crash_point!("mirror-deleted");
             }
         }
         Ok(to)

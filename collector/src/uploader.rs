@@ -511,11 +511,14 @@ impl Uploader {
                 ..chunk.after
             };
         }
+        crash_point!("rewrite-staged");
         self.call("copy", || self.storage.copy(&staging, key))
             .await?;
+        crash_point!("rewrite-copied");
         if let Err(e) = self.call("delete", || self.storage.delete(&staging)).await {
             tracing::warn!(key = %staging, error = %e, "cannot delete a staging object; the next rewrite or start will");
         }
+        crash_point!("rewrite-cleaned");
         Ok(Some(staged))
     }
 }

@@ -168,6 +168,32 @@ impl Collector {
         child.wait().unwrap();
     }
 
+    /// Waits until the process aborts (a test hook fired) within `timeout`.
+    pub fn wait_abort(mut self, timeout: Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(
+                    status.signal(),
+                    Some(Signal::SIGABRT as i32),
+                    "collector exited with {status}, not by its hook:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!(
+                    "collector did not reach its hook within {timeout:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGTERM, then waits for a clean exit (0) within `timeout`.
     pub fn terminate(mut self, timeout: Duration) {
         let mut child = self.child.take().unwrap();
