@@ -494,3 +494,19 @@ async fn staging_objects_left_by_a_crash_are_deleted_at_start() {
     assert_eq!(f.storage.head(&staged).await.unwrap(), None);
     f.assert_mirrored().await;
 }
+
+#[tokio::test]
+async fn an_object_of_the_checkpoints_size_with_other_bytes_is_uploaded_again() {
+    let f = Fixture::new().await;
+    f.write("raylet.out.2", b"raylet 1\nraylet 2\n");
+    assert!(f.engine().tick(true).await);
+    f.storage
+        .put(
+            &f.key("raylet.out.2"),
+            bytes::Bytes::from_static(b"raylet 3\nraylet 4\n"),
+        )
+        .await
+        .unwrap();
+    assert!(f.engine().tick(true).await);
+    f.assert_mirrored().await;
+}

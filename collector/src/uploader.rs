@@ -4,9 +4,9 @@
 //! (`Storage::append`), so a repeated append after a timeout or a crash is refused, and the
 //! refusal tells the real size. Elsewhere, changed files are uploaded whole on a slower cadence
 //! (`Storage::put_file`, streamed) and always at exit. Before the first upload in a process the
-//! object's size is checked: after a crash storage may hold more than the checkpoint says, and
-//! the extra bytes are adopted only when the object's bytes match the file's (whole up to 1 MiB, else
-//! its first and last bytes).
+//! object is checked: after a crash storage may hold more than the checkpoint says, and the
+//! extra bytes are adopted only when the object's bytes match the file's (whole up to 1 MiB,
+//! else its first and last bytes); an object of the checkpoint's size must have its bytes too.
 //!
 //! An append blob takes at most 50,000 blocks. The batch grows as a blob fills up, and a blob
 //! that is nearly full is rewritten from its file in 4 MiB blocks, so an upload never fails.
@@ -303,7 +303,9 @@ impl Uploader {
                     .adopt(&job.key, &file, &out.tracked, stat.len)
                     .await?
                     .unwrap_or(out.tracked.clone());
-            } else if size != Some(out.tracked.uploaded) {
+            } else if size != Some(out.tracked.uploaded)
+                || !self.holds(&job.key, &out.tracked).await?
+            {
                 out.tracked = Tracked::new(out.tracked.id);
             }
             out.verified = true;
@@ -358,8 +360,12 @@ impl Uploader {
                 }
                 Ok(Some(Tracked::new(t.id)))
             }
-            Some(size) if size == t.uploaded => Ok(Some(t.clone())),
-            Some(size) => self.adopt_or_rewrite(key, file, t, size, len).await,
+            Some(size) => {
+                if size == t.uploaded && self.holds(key, t).await? {
+                    return Ok(Some(t.clone()));
+                }
+                self.adopt_or_rewrite(key, file, t, size, len).await
+            }
         }
     }
 
@@ -422,6 +428,13 @@ impl Uploader {
             tail: crc(&tail),
             whole: None,
         })
+    }
+
+    /// Whether the object at `key` holds the bytes `t` describes. Its size alone does not
+    /// tell: a crashed run's repeated rename may have left another generation of the same
+    /// length there.
+    async fn holds(&self, key: &Path, t: &Tracked) -> Result<bool> {
+        Ok(self.fingerprint(key, t.uploaded).await? == Fingerprint::of(t))
     }
 
     /// Whether the objects at `a` and `b`, both of `size` bytes, hold the same bytes (as far
