@@ -744,19 +744,24 @@ fn trusted(
             }
         }
         layout::Key::NodeEvents {
-            cluster, session, ..
+            cluster,
+            session,
+            node: node_id,
+            unix_millis,
         } => {
             if cluster != node.cluster {
                 return Err(format!("cluster {} is not this node's", cluster.segment()));
             }
-            // `<spool>/<session>/<node-id>-<millis>.json`
-            let dir = path.parent();
-            if dir.and_then(Path::parent) != Some(spool_dir)
-                || dir.and_then(Path::file_name) != Some(session.as_str().as_ref())
-            {
-                return Err("not a spool segment of this session".into());
+            let segment = spool_dir
+                .join(session.as_str())
+                .join(format!("{node_id}-{unix_millis}.json"));
+            if path != segment {
+                return Err("the key does not name the spool segment at this path".into());
             }
-            Ok((session, Source::Spool))
+            match discovery::node_id(&root.join(session.as_str())) {
+                Ok(Some(id)) if id == node_id => Ok((session, Source::Spool)),
+                _ => Err(format!("node {node_id} is not this session's node")),
+            }
         }
         _ => Err("not a log file or events key".into()),
     }

@@ -411,6 +411,22 @@ async fn a_restarted_engine_resumes_its_spool_segments_from_the_checkpoint() {
         .collect();
     assert_eq!(spooled.len(), 1, "the checkpoint's spool entry is trusted");
     assert_eq!(spooled[0].tracked.uploaded, 3);
+    // Not when its key names another node's events object.
+    let checkpoint = Checkpoint::in_dir(&f.root.path().join(".ray-history")).unwrap();
+    let mut state = checkpoint.load().unwrap();
+    let file = state
+        .files
+        .values_mut()
+        .find(|f| f.key.contains("/node_events/"))
+        .unwrap();
+    file.key = file.key.replace(&node_id(), &"ab".repeat(28));
+    checkpoint.save(&state).unwrap();
+    assert!(
+        f.engine()
+            .entries
+            .values()
+            .all(|e| e.source != Source::Spool)
+    );
 }
 
 /// Names of the objects under the node's logs.
