@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as Key;
 use ray_history_storage::layout::{self, NodeId, SessionName};
 use ray_history_storage::metadata::NodeType;
@@ -25,7 +25,7 @@ use crate::events::{Known, SharedKnown};
 use crate::metadata::{Publisher, SessionRecord};
 use crate::metrics::Metrics;
 use crate::rotation::{self, Rename};
-use crate::spool::Spool;
+use crate::spool::{Segment, Spool};
 use crate::tracker::{FileId, FileStat, Tracked};
 use crate::uploader::{Job, Mode, Uploader};
 use crate::{Error, Result};
@@ -60,8 +60,10 @@ struct Entry {
     source: Source,
     tracked: Tracked,
     verified: bool,
-    /// Last `stat` of the file.
+    /// Last `stat` of the file (a spool segment's: no longer than its completed appends).
     seen: Option<FileStat>,
+    /// Bytes that may be uploaded (a spool segment's completed appends); `None`: all.
+    limit: Option<u64>,
     behind_since: Option<Instant>,
 }
 
@@ -74,6 +76,7 @@ impl Entry {
             tracked: Tracked::new(id),
             verified: false,
             seen: None,
+            limit: None,
             behind_since: None,
         }
     }
@@ -238,9 +241,9 @@ impl Engine {
         }
         // The spool lives in the state dir, which the watcher ignores: look at it every round.
         self.spool.roll(false);
-        self.reconcile_spool();
+        let segments = self.reconcile_spool();
         let clean = self.upload(closing).await;
-        self.drop_sent_spool_files();
+        self.drop_sent_spool_files(&segments);
         let clean = clean & self.heartbeat().await;
         self.save();
         self.update_gauges();
@@ -253,6 +256,7 @@ impl Engine {
             .await
             .expect("listing does not panic")?;
         let latest = discovery::latest(&self.root);
+        let mut new = Vec::new();
         for dir in found {
             let Some(node) = dir.node.clone() else {
                 continue;
@@ -264,6 +268,7 @@ impl Engine {
             match self.publisher.first_sight(&dir.name, &node, version).await {
                 Ok(record) => {
                     tracing::info!(session = %dir.name, node = %node, "found session");
+                    new.push((dir.name.clone(), node));
                     self.sessions.insert(
                         dir.name.clone(),
                         Session {
@@ -278,8 +283,7 @@ impl Engine {
                 }
             }
         }
-        let mut known = self.known.write().expect("known sessions lock");
-        *known = Known {
+        let known = Known {
             live: latest.and_then(|l| self.sessions.get(&l).map(|s| (l, s.record.node.clone()))),
             nodes: self
                 .sessions
@@ -287,7 +291,42 @@ impl Engine {
                 .map(|(name, s)| (name.clone(), s.record.node.clone()))
                 .collect(),
         };
+        *self.known.write().expect("known sessions lock") = known;
+        // After the receiver learnt of the sessions: it answers 503 until then.
+        for (session, node) in new {
+            self.clear_staging(&session, &node).await;
+        }
         Ok(())
+    }
+
+    /// Deletes the staging objects an earlier run of this node left in a session (it crashed
+    /// in a rewrite; none of this run's rewrites has started there yet).
+    async fn clear_staging(&self, session: &SessionName, node: &NodeId) {
+        let prefix = self.node.cluster.node_staging_prefix(session, node);
+        let storage = self.uploader.storage();
+        let listed: std::result::Result<Vec<_>, _> =
+            storage.list(Some(&prefix)).try_collect().await;
+        let objects = match listed {
+            Ok(objects) => objects,
+            Err(e) => {
+                tracing::warn!(session = %session, error = %e, "cannot list staging objects");
+                return;
+            }
+        };
+        for object in objects {
+            match self
+                .uploader
+                .call("delete", || storage.delete(&object.location))
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(key = %object.location, "deleted a staging object left by a crash")
+                }
+                Err(e) => {
+                    tracing::warn!(key = %object.location, error = %e, "cannot delete a staging object")
+                }
+            }
+        }
     }
 
     fn live(&self) -> Option<SessionName> {
@@ -367,8 +406,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Mirrors a rename in storage: keep whatever object sits at the new name under a spare
-    /// generation, copy the old object there, delete the old name.
+    /// Mirrors a rename in storage (see [`rotation::Target::mirror`]) and checkpoints it at
+    /// once: a crash later in the round must not make the next run mirror it again from a
+    /// state that no longer matches storage.
     async fn rename(
         &mut self,
         session: &SessionName,
@@ -392,14 +432,19 @@ impl Engine {
             session,
             node,
         };
+        // A file at the old name (Ray's new `raylet.out`, or the next generation) replaces
+        // the object there; deleting it first would show readers a missing file.
+        let reused = FileStat::of(&rename.from).is_ok_and(|stat| stat.is_some());
         let result = target
-            .mirror(&entry.key, &relative, logs_dir_of(&rename.to))
+            .mirror(&entry.key, &relative, &rename.to, entry.tracked.id, reused)
             .await;
         match result {
             Ok(new_key) => {
                 tracing::info!(from = %rename.from.display(), to = %rename.to.display(), "mirrored a rename");
                 entry.key = new_key;
                 self.entries.insert(rename.to.clone(), entry);
+                crash_point!("rename-mirrored");
+                self.save();
                 Ok(())
             }
             Err(e) => {
@@ -409,7 +454,7 @@ impl Engine {
         }
     }
 
-    fn reconcile_spool(&mut self) {
+    fn reconcile_spool(&mut self) -> Vec<Segment> {
         let segments = self.spool.segments();
         let present: BTreeSet<&PathBuf> = segments.iter().map(|s| &s.path).collect();
         self.entries
@@ -426,8 +471,14 @@ impl Engine {
                 );
                 Entry::new(segment.session.clone(), key, Source::Spool, stat.id)
             });
-            entry.seen = Some(stat);
+            // Bytes past the completed appends may be a batch being written: not yet.
+            entry.seen = Some(FileStat {
+                len: stat.len.min(segment.size),
+                ..stat
+            });
+            entry.limit = Some(segment.size);
         }
+        segments
     }
 
     /// Uploads every file with new bytes; returns whether all succeeded.
@@ -448,6 +499,7 @@ impl Engine {
                 key: e.key.clone(),
                 tracked: e.tracked.clone(),
                 verified: e.verified,
+                limit: e.limit,
                 due,
                 closing,
             })
@@ -505,20 +557,29 @@ impl Engine {
         errors == 0
     }
 
-    fn drop_sent_spool_files(&mut self) {
-        let spool = Arc::clone(&self.spool);
-        self.entries.retain(|path, e| {
-            let sent = e.source == Source::Spool
-                && e.verified
-                && !e.needs_work()
-                && !spool.is_open(path);
-            if sent
-                && let Err(err) = std::fs::remove_file(path) {
-                    tracing::warn!(path = %path.display(), error = %err, "cannot remove a sent events file");
-                    return true;
+    /// Deletes the sealed segments whose final size storage confirmed. `segments` is the
+    /// listing the round started with: a segment sealed since is deleted next round, after
+    /// its last bytes are uploaded.
+    fn drop_sent_spool_files(&mut self, segments: &[Segment]) {
+        for segment in segments.iter().filter(|s| s.sealed) {
+            let Some(entry) = self.entries.get(&segment.path) else {
+                continue;
+            };
+            let stored = entry.verified
+                && entry.tracked.uploaded == segment.size
+                && entry.seen.is_some_and(|s| s.id == entry.tracked.id);
+            if !stored {
+                continue;
+            }
+            match self.spool.remove(segment) {
+                Ok(()) => {
+                    self.entries.remove(&segment.path);
                 }
-            !sent
-        });
+                Err(e) => {
+                    tracing::warn!(path = %segment.path.display(), error = %e, "cannot remove a sent events file")
+                }
+            }
+        }
     }
 
     /// Announces new sessions, refreshes the live one on the heartbeat, and finalises
@@ -683,22 +744,27 @@ fn trusted(
             }
         }
         layout::Key::NodeEvents {
-            cluster, session, ..
+            cluster,
+            session,
+            node: node_id,
+            unix_millis,
         } => {
             if cluster != node.cluster {
                 return Err(format!("cluster {} is not this node's", cluster.segment()));
             }
-            if path.parent() != Some(spool_dir) {
-                return Err("not a spool segment".into());
+            let segment = spool_dir
+                .join(session.as_str())
+                .join(format!("{node_id}-{unix_millis}.json"));
+            if path != segment {
+                return Err("the key does not name the spool segment at this path".into());
             }
-            Ok((session, Source::Spool))
+            match discovery::node_id(&root.join(session.as_str())) {
+                Ok(Some(id)) if id == node_id => Ok((session, Source::Spool)),
+                _ => Err(format!("node {node_id} is not this session's node")),
+            }
         }
         _ => Err("not a log file or events key".into()),
     }
-}
-
-fn logs_dir_of(path: &Path) -> &Path {
-    path.parent().unwrap_or(Path::new("/"))
 }
 
 /// Retries for one storage call: short enough that a round during an outage ends soon and

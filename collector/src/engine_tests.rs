@@ -343,3 +343,186 @@ async fn checkpoint_entries_naming_other_objects_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn events_appended_after_the_upload_are_not_deleted_with_their_segment() {
+    let f = Fixture::new().await;
+    let mut engine = f.engine();
+    assert!(engine.tick(false).await);
+    let session = SessionName::new(SESSION).unwrap();
+    let node = NodeId::new(&node_id()).unwrap();
+    engine
+        .spool
+        .append(&session, &node, b"{\"eventId\":\"a\"}\n")
+        .unwrap();
+    // One round, with a post landing after the upload and the segment sealed before the
+    // round ends (the receiver rolls when the next post finds it due).
+    engine.spool.roll(false);
+    let segments = engine.reconcile_spool();
+    assert!(engine.upload(false).await);
+    engine
+        .spool
+        .append(&session, &node, b"{\"eventId\":\"b\"}\n")
+        .unwrap();
+    engine.spool.roll(true);
+    engine.drop_sent_spool_files(&segments);
+    engine
+        .spool
+        .append(&session, &node, b"{\"eventId\":\"c\"}\n")
+        .unwrap();
+    engine.spool.roll(true);
+    for _ in 0..3 {
+        engine.tick(true).await;
+    }
+    assert!(engine.spool.segments().is_empty());
+    let mut stored = Vec::new();
+    let prefix = f.node.cluster.node_events_prefix(&session);
+    for object in futures::TryStreamExt::try_collect::<Vec<_>>(f.storage.list(Some(&prefix)))
+        .await
+        .unwrap()
+    {
+        stored.extend_from_slice(&f.storage.get(&object.location).await.unwrap());
+    }
+    let stored = String::from_utf8(stored).unwrap();
+    for id in ["a", "b", "c"] {
+        assert_eq!(
+            stored.matches(&format!("\"{id}\"")).count(),
+            1,
+            "{id}: {stored}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_engine_resumes_its_spool_segments_from_the_checkpoint() {
+    let f = Fixture::new().await;
+    let mut first = f.engine();
+    assert!(first.tick(false).await);
+    let session = SessionName::new(SESSION).unwrap();
+    let node = NodeId::new(&node_id()).unwrap();
+    first.spool.append(&session, &node, b"{}\n").unwrap();
+    assert!(first.tick(false).await);
+    drop(first);
+    let second = f.engine();
+    let spooled: Vec<&Entry> = second
+        .entries
+        .values()
+        .filter(|e| e.source == Source::Spool)
+        .collect();
+    assert_eq!(spooled.len(), 1, "the checkpoint's spool entry is trusted");
+    assert_eq!(spooled[0].tracked.uploaded, 3);
+    // Not when its key names another node's events object.
+    let checkpoint = Checkpoint::in_dir(&f.root.path().join(".ray-history")).unwrap();
+    let mut state = checkpoint.load().unwrap();
+    let file = state
+        .files
+        .values_mut()
+        .find(|f| f.key.contains("/node_events/"))
+        .unwrap();
+    file.key = file.key.replace(&node_id(), &"ab".repeat(28));
+    checkpoint.save(&state).unwrap();
+    assert!(
+        f.engine()
+            .entries
+            .values()
+            .all(|e| e.source != Source::Spool)
+    );
+}
+
+/// Names of the objects under the node's logs.
+async fn log_objects(f: &Fixture) -> Vec<String> {
+    use futures::TryStreamExt;
+    let session = SessionName::new(SESSION).unwrap();
+    let node = NodeId::new(&node_id()).unwrap();
+    let prefix = f.node.cluster.node_logs_prefix(&session, &node);
+    let mut names: Vec<String> = f
+        .storage
+        .list(Some(&prefix))
+        .map_ok(|o| o.location.as_ref()[prefix.as_ref().len() + 1..].to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_rename_mirrored_again_after_a_crash_keeps_one_spare_and_no_copy_twice() {
+    // Ray (backup count 1) deletes out.1 (B), renames out (A) -> out.1 and, in the first
+    // cases, opens a new out (C). Storage is left as a crash after each step of the mirror
+    // would leave it, with the checkpoint from before the rename.
+    for (step, new_out) in [
+        ("spare", true),
+        ("copy", true),
+        ("copy", false),
+        ("delete", false),
+    ] {
+        let f = Fixture::new().await;
+        f.write("raylet.out", b"generation A\n");
+        f.write("raylet.out.1", b"generation B\n");
+        assert!(f.engine().tick(true).await);
+        std::fs::remove_file(f.logs().join("raylet.out.1")).unwrap();
+        std::fs::rename(f.logs().join("raylet.out"), f.logs().join("raylet.out.1")).unwrap();
+        if new_out {
+            f.write("raylet.out", b"generation C\n");
+        }
+        let (out, one, two) = (
+            f.key("raylet.out"),
+            f.key("raylet.out.1"),
+            f.key("raylet.out.2"),
+        );
+        f.storage.copy(&one, &two).await.unwrap();
+        if step != "spare" {
+            f.storage.copy(&out, &one).await.unwrap();
+        }
+        if step == "delete" {
+            f.storage.delete(&out).await.unwrap();
+        }
+        assert!(f.engine().tick(true).await, "{step}");
+        f.assert_mirrored().await;
+        let expected: &[&str] = if new_out {
+            &["raylet.out", "raylet.out.1", "raylet.out.2"]
+        } else {
+            &["raylet.out.1", "raylet.out.2"]
+        };
+        assert_eq!(
+            log_objects(&f).await,
+            expected,
+            "after {step}, new out: {new_out}"
+        );
+        assert_eq!(f.object("raylet.out.2").await.unwrap(), b"generation B\n");
+    }
+}
+
+#[tokio::test]
+async fn staging_objects_left_by_a_crash_are_deleted_at_start() {
+    let f = Fixture::new().await;
+    f.write("raylet.out", b"r\n");
+    let staged = layout::Key::parse(&f.key("raylet.out"))
+        .unwrap()
+        .staging()
+        .unwrap();
+    f.storage
+        .put(&staged, bytes::Bytes::from_static(b"half a rewrite"))
+        .await
+        .unwrap();
+    assert!(f.engine().tick(true).await);
+    assert_eq!(f.storage.head(&staged).await.unwrap(), None);
+    f.assert_mirrored().await;
+}
+
+#[tokio::test]
+async fn an_object_of_the_checkpoints_size_with_other_bytes_is_uploaded_again() {
+    let f = Fixture::new().await;
+    f.write("raylet.out.2", b"raylet 1\nraylet 2\n");
+    assert!(f.engine().tick(true).await);
+    f.storage
+        .put(
+            &f.key("raylet.out.2"),
+            bytes::Bytes::from_static(b"raylet 3\nraylet 4\n"),
+        )
+        .await
+        .unwrap();
+    assert!(f.engine().tick(true).await);
+    f.assert_mirrored().await;
+}

@@ -9,6 +9,16 @@
 
 use std::path::PathBuf;
 
+/// A test hook: built with `--features failpoints` and run with `FAILPOINTS=<name>=return`,
+/// the process aborts here as a crash (SIGKILL) would, with no flush and no checkpoint. A
+/// no-op otherwise.
+macro_rules! crash_point {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name, |_| std::process::abort());
+    };
+}
+
 /// The local state file (what storage confirmed), replaced atomically.
 pub mod checkpoint;
 /// Command line and environment: `run`, `sync`, `check`, identity, storage.

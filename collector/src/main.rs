@@ -7,6 +7,9 @@ use ray_history_collector::{engine, shutdown, sync};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Test builds only: `FAILPOINTS` names the steps at which to abort (tests/faults.rs).
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     ray_history_storage::telemetry::init_tracing();
     ray_history_storage::telemetry::exit_code(run_command().await)
 }

@@ -4,7 +4,9 @@
 //! new path), which vanished and which are new, and orders the renames so that an object is
 //! copied away before another rename overwrites it. The engine mirrors each rename with a
 //! server-side copy; an object about to be overwritten that no file claims any more (a
-//! generation Ray deleted) is first copied to a spare, higher generation number.
+//! generation Ray deleted) is first copied to a spare, higher generation number. Mirroring is
+//! idempotent: after a crash between its steps, the repeated mirror compares sizes and
+//! fingerprints to skip what was done, and the engine checkpoints after every rename.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -133,39 +135,65 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// Mirrors a rename: an object already at the new name (a generation Ray deleted) is kept
-    /// under a spare name first, then the object is copied from `from` to the new name and
-    /// `from` deleted. `dir` is the file's directory on disk. Returns the new key.
-    pub async fn mirror(&self, from: &Key, relative: &str, dir: &Path) -> Result<Key> {
+    /// Mirrors a rename of the file now at `file` (tracked as `id`), whose object is `from`:
+    /// an object already at the new name that is not this file's (a generation Ray deleted)
+    /// is kept under a spare name first, then `from` is copied to the new name and deleted,
+    /// unless `keep_from`: another file has its name now, whose upload replaces the object,
+    /// so readers never find the name missing. Each step first checks whether a run that
+    /// crashed before its checkpoint did it already, so a repeated mirror neither copies
+    /// again nor keeps this file's own bytes as a spare. Returns the new key.
+    pub async fn mirror(
+        &self,
+        from: &Key,
+        relative: &str,
+        file: &Path,
+        id: FileId,
+        keep_from: bool,
+    ) -> Result<Key> {
         let to = self.cluster.log_file(self.session, self.node, relative)?;
         let storage = self.uploader.storage();
-        if self
-            .uploader
-            .call("head", || storage.head(&to))
-            .await?
-            .is_some()
-        {
-            let spare = self.spare_key(relative, dir).await?;
-            tracing::info!(from = %to, to = %spare, "keeping a generation Ray deleted");
-            self.uploader
-                .call("copy", || storage.copy(&to, &spare))
-                .await?;
-        }
-        match self.uploader.call("copy", || storage.copy(from, &to)).await {
-            Ok(()) => {
+        let source = self.uploader.call("head", || storage.head(from)).await?;
+        let target = self.uploader.call("head", || storage.head(&to)).await?;
+        let copied = match (&source, &target) {
+            (_, None) => false,
+            (Some(source), Some(target)) => {
+                source.size == target.size
+                    && self.uploader.same_objects(from, &to, target.size).await?
+            }
+            // Copied and deleted before a crash, or never uploaded: only the file can tell.
+            (None, Some(target)) => {
                 self.uploader
-                    .call("delete", || storage.delete(from))
+                    .holds_start_of(&to, target.size, file, id)
                     .await?
             }
-            // Nothing uploaded yet (or already moved by a run that crashed after copying).
-            Err(ray_history_storage::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+        };
+        if let Some(target) = target.filter(|_| !copied) {
+            self.keep_spare(&to, target.size, relative, file).await?;
+            crash_point!("mirror-spared");
+        }
+        if source.is_some() {
+            if !copied {
+                match self.uploader.call("copy", || storage.copy(from, &to)).await {
+                    // Gone meanwhile: nothing to copy.
+                    Ok(()) | Err(ray_history_storage::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                crash_point!("mirror-copied");
+            }
+            if !keep_from {
+                self.uploader
+                    .call("delete", || storage.delete(from))
+                    .await?;
+                crash_point!("mirror-deleted");
+            }
         }
         Ok(to)
     }
 
-    /// A key above every generation of `relative`'s base name, in storage or on disk.
-    async fn spare_key(&self, relative: &str, dir: &Path) -> Result<Key> {
+    /// Copies the object at `to` (`size` bytes, about to be overwritten) to a generation above
+    /// every other of its base name, in storage or on disk beside `file`; unless an object of
+    /// that base with the same bytes exists already (a spare made before a crash).
+    async fn keep_spare(&self, to: &Key, size: u64, relative: &str, file: &Path) -> Result<()> {
         let (parent, name) = match relative.rsplit_once('/') {
             Some((parent, name)) => (Some(parent), name),
             None => (None, relative),
@@ -179,12 +207,30 @@ impl Target<'_> {
             .uploader
             .call("list", || storage.list_with_delimiter(Some(&prefix)))
             .await?;
+        let base = generation(name).0;
+        for other in &listed.objects {
+            let same_base = other
+                .location
+                .filename()
+                .is_some_and(|n| generation(n).0 == base);
+            if same_base
+                && other.size == size
+                && &other.location != to
+                && self
+                    .uploader
+                    .same_objects(to, &other.location, size)
+                    .await?
+            {
+                tracing::info!(key = %to, spare = %other.location, "generation already kept");
+                return Ok(());
+            }
+        }
         let mut taken: Vec<String> = listed
             .objects
             .iter()
             .filter_map(|o| o.location.filename().map(str::to_string))
             .collect();
-        if let Ok(read) = std::fs::read_dir(dir) {
+        if let Some(Ok(read)) = file.parent().map(std::fs::read_dir) {
             taken.extend(
                 read.flatten()
                     .filter_map(|e| e.file_name().into_string().ok()),
@@ -195,9 +241,14 @@ impl Target<'_> {
             Some(parent) => format!("{parent}/{spare}"),
             None => spare,
         };
-        Ok(self
+        let spare = self
             .cluster
-            .log_file(self.session, self.node, &spare_relative)?)
+            .log_file(self.session, self.node, &spare_relative)?;
+        tracing::info!(from = %to, to = %spare, "keeping a generation Ray deleted");
+        self.uploader
+            .call("copy", || storage.copy(to, &spare))
+            .await?;
+        Ok(())
     }
 }
 

@@ -74,6 +74,7 @@ pub async fn run(args: SyncArgs) -> Result<Summary> {
                 .log_file(&session.name, &node_id, &file.relative)?,
             tracked: Tracked::new(file.stat.id),
             verified: false,
+            limit: None,
             due: true,
             closing: true,
         });

@@ -4,12 +4,15 @@
 //! (`Storage::append`), so a repeated append after a timeout or a crash is refused, and the
 //! refusal tells the real size. Elsewhere, changed files are uploaded whole on a slower cadence
 //! (`Storage::put_file`, streamed) and always at exit. Before the first upload in a process the
-//! object's size is checked: after a crash storage may hold more than the checkpoint says, and
-//! the extra bytes are adopted only when the object's bytes match the file's (whole up to 1 MiB, else
-//! its first and last bytes).
+//! object is checked: after a crash storage may hold more than the checkpoint says, and the
+//! extra bytes are adopted only when the object's bytes match the file's (whole up to 1 MiB,
+//! else its first and last bytes); an object of the checkpoint's size must have its bytes too.
 //!
 //! An append blob takes at most 50,000 blocks. The batch grows as a blob fills up, and a blob
 //! that is nearly full is rewritten from its file in 4 MiB blocks, so an upload never fails.
+//! Every rewrite (that one, and of a truncated or rewritten file) builds the new content under
+//! the layout's staging key and copies it over the object: readers see the old bytes, then
+//! the new ones, never a missing object.
 
 use std::fs::File;
 use std::path::PathBuf;
@@ -18,11 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use object_store::path::Path;
+use ray_history_storage::layout::{self, LayoutError};
 use ray_history_storage::retry::{Backoff, retry};
 use ray_history_storage::{Error as StorageError, Storage};
 
 use crate::metrics::Metrics;
-use crate::tracker::{FileStat, Tracked, WINDOW, crc};
+use crate::tracker::{FileId, FileStat, Tracked, WHOLE, WINDOW, crc};
 use crate::{Error, Result};
 
 /// Largest append (one Azure block).
@@ -65,6 +69,9 @@ pub struct Job {
     pub tracked: Tracked,
     /// Whether the object's size was already checked in this process.
     pub verified: bool,
+    /// Bytes of the file that may be uploaded (a spool segment's completed appends); `None`:
+    /// all of them.
+    pub limit: Option<u64>,
     /// In [`Mode::Reupload`]: whether a changed file may be uploaded now.
     pub due: bool,
     /// Final flush: upload everything, whatever the batch size.
@@ -82,6 +89,32 @@ pub struct Outcome {
     pub len: Option<u64>,
     /// Why the job stopped early.
     pub error: Option<Error>,
+}
+
+/// What identifies some bytes, as [`Tracked`] records them: CRCs of the first and of the last
+/// [`WINDOW`] bytes, and of all of them when they are at most [`WHOLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// How many bytes.
+    pub size: u64,
+    /// CRC of the first `min(size, WINDOW)` bytes.
+    pub head: u32,
+    /// CRC of the last `min(size, WINDOW)` bytes.
+    pub tail: u32,
+    /// CRC of all of them, when `size <= WHOLE`.
+    pub whole: Option<u32>,
+}
+
+impl Fingerprint {
+    /// The fingerprint of a file's first `t.uploaded` bytes.
+    pub fn of(t: &Tracked) -> Fingerprint {
+        Fingerprint {
+            size: t.uploaded,
+            head: t.head,
+            tail: t.tail,
+            whole: t.whole,
+        }
+    }
 }
 
 /// Uploads files through [`Storage`] with retries.
@@ -164,17 +197,28 @@ impl Uploader {
     }
 
     async fn append_file(&self, job: &Job, out: &mut Outcome) -> Result<()> {
-        let Some((file, stat)) = open_same(&job.path, &out.tracked)? else {
+        let Some((file, stat)) = open_same(&job.path, &out.tracked, job.limit)? else {
             return Ok(());
         };
         out.len = Some(stat.len);
+        // A rewrite that found the file changing again returns early, with the old time, so
+        // the next round tries again.
         if !out.verified {
-            out.tracked = self.verify(&job.key, &file, &out.tracked, stat.len).await?;
+            let Some(t) = self.verify(&job.key, &file, &out.tracked, stat.len).await? else {
+                return Ok(());
+            };
+            out.tracked = t;
             out.verified = true;
         }
         if out.tracked.blocks >= COMPACT_AT {
             tracing::info!(key = %job.key, blocks = out.tracked.blocks, "rewriting a nearly full append blob");
-            out.tracked = self.reset(&job.key, &out.tracked).await?;
+            let Some(t) = self
+                .rewrite(&job.key, &file, &out.tracked, stat.len)
+                .await?
+            else {
+                return Ok(());
+            };
+            out.tracked = t;
         }
         let mut resets = 0;
         loop {
@@ -186,10 +230,16 @@ impl Uploader {
             let Some(chunk) = chunk else {
                 resets += 1;
                 if resets > MAX_RESETS {
-                    break;
+                    return Ok(());
                 }
                 tracing::info!(path = %job.path.display(), "file was truncated or rewritten; uploading it again");
-                out.tracked = self.reset(&job.key, &out.tracked).await?;
+                let Some(t) = self
+                    .rewrite(&job.key, &file, &out.tracked, stat.len)
+                    .await?
+                else {
+                    return Ok(());
+                };
+                out.tracked = t;
                 continue;
             };
             if chunk.data.is_empty() {
@@ -210,13 +260,21 @@ impl Uploader {
                 Err(StorageError::AppendPosition { actual, .. }) => {
                     let size = actual.unwrap_or(0);
                     tracing::info!(key = %job.key, expected = offset, actual = size, "object size differs; resuming from it");
-                    out.tracked = self
-                        .adopt_or_reset(&job.key, &file, &out.tracked, size, stat.len)
+                    let adopted = self
+                        .adopt_or_rewrite(&job.key, &file, &out.tracked, size, stat.len)
                         .await?;
+                    let Some(t) = adopted else { return Ok(()) };
+                    out.tracked = t;
                     continue;
                 }
                 Err(e) if e.to_string().contains("BlockCountExceedsLimit") => {
-                    out.tracked = self.reset(&job.key, &out.tracked).await?;
+                    let Some(t) = self
+                        .rewrite(&job.key, &file, &out.tracked, stat.len)
+                        .await?
+                    else {
+                        return Ok(());
+                    };
+                    out.tracked = t;
                     continue;
                 }
                 Err(e) => return Err(e.into()),
@@ -234,7 +292,7 @@ impl Uploader {
     }
 
     async fn put_file(&self, job: &Job, out: &mut Outcome) -> Result<()> {
-        let Some((file, stat)) = open_same(&job.path, &out.tracked)? else {
+        let Some((file, stat)) = open_same(&job.path, &out.tracked, job.limit)? else {
             return Ok(());
         };
         out.len = Some(stat.len);
@@ -245,7 +303,9 @@ impl Uploader {
                     .adopt(&job.key, &file, &out.tracked, stat.len)
                     .await?
                     .unwrap_or(out.tracked.clone());
-            } else if size != Some(out.tracked.uploaded) {
+            } else if size != Some(out.tracked.uploaded)
+                || !self.holds(&job.key, &out.tracked).await?
+            {
                 out.tracked = Tracked::new(out.tracked.id);
             }
             out.verified = true;
@@ -278,11 +338,18 @@ impl Uploader {
         Ok(())
     }
 
-    /// After a restart (or for a new file): the progress storage really holds.
-    async fn verify(&self, key: &Path, file: &Opened, t: &Tracked, len: u64) -> Result<Tracked> {
+    /// After a restart (or for a new file): the progress storage really holds (`None`: see
+    /// [`Uploader::rewrite`]).
+    async fn verify(
+        &self,
+        key: &Path,
+        file: &Opened,
+        t: &Tracked,
+        len: u64,
+    ) -> Result<Option<Tracked>> {
         if t.uploaded == 0 && len > 0 {
             // The first append (at offset 0) finds out about any object already there.
-            return Ok(t.clone());
+            return Ok(Some(t.clone()));
         }
         match self.head_size(key).await? {
             None => {
@@ -291,10 +358,14 @@ impl Uploader {
                     self.call("append", || self.storage.append(key, 0, Bytes::new()))
                         .await?;
                 }
-                Ok(Tracked::new(t.id))
+                Ok(Some(Tracked::new(t.id)))
             }
-            Some(size) if size == t.uploaded => Ok(t.clone()),
-            Some(size) => self.adopt_or_reset(key, file, t, size, len).await,
+            Some(size) => {
+                if size == t.uploaded && self.holds(key, t).await? {
+                    return Ok(Some(t.clone()));
+                }
+                self.adopt_or_rewrite(key, file, t, size, len).await
+            }
         }
     }
 
@@ -306,24 +377,92 @@ impl Uploader {
     }
 
     /// Resumes from an object holding `size` bytes if they are the file's first bytes,
-    /// otherwise starts the object over.
-    async fn adopt_or_reset(
+    /// otherwise rewrites the object from the file.
+    async fn adopt_or_rewrite(
         &self,
         key: &Path,
         file: &Opened,
         t: &Tracked,
         size: u64,
         len: u64,
-    ) -> Result<Tracked> {
+    ) -> Result<Option<Tracked>> {
         if size <= len
             && let Some(adopted) = self.adopt(key, file, t, size).await?
         {
-            return Ok(adopted);
+            return Ok(Some(adopted));
         }
-        self.reset(key, t).await
+        self.rewrite(key, file, t, len).await
     }
 
-    /// Progress at `size` when the object's first and last [`WINDOW`] bytes match the file's.
+    /// The fingerprint of the object at `key`, which holds `size` bytes. Objects up to
+    /// [`WHOLE`] are read whole (windows miss a change in the middle only), bigger ones only
+    /// at both ends.
+    pub async fn fingerprint(&self, key: &Path, size: u64) -> Result<Fingerprint> {
+        let window = size.min(WINDOW);
+        if size <= WHOLE {
+            let all = if size == 0 {
+                Bytes::new()
+            } else {
+                self.call("get", || self.storage.get_range(key, 0..size))
+                    .await?
+            };
+            // Fewer bytes than `size` (the object changed meanwhile) make a fingerprint that
+            // matches no one's.
+            let window = window.min(all.len() as u64) as usize;
+            return Ok(Fingerprint {
+                size: all.len() as u64,
+                head: crc(&all[..window]),
+                tail: crc(&all[all.len() - window..]),
+                whole: Some(crc(&all)),
+            });
+        }
+        let head = self
+            .call("get", || self.storage.get_range(key, 0..window))
+            .await?;
+        let tail = self
+            .call("get", || self.storage.get_range(key, size - window..size))
+            .await?;
+        Ok(Fingerprint {
+            size,
+            head: crc(&head),
+            tail: crc(&tail),
+            whole: None,
+        })
+    }
+
+    /// Whether the object at `key` holds the bytes `t` describes. Its size alone does not
+    /// tell: a crashed run's repeated rename may have left another generation of the same
+    /// length there.
+    async fn holds(&self, key: &Path, t: &Tracked) -> Result<bool> {
+        Ok(self.fingerprint(key, t.uploaded).await? == Fingerprint::of(t))
+    }
+
+    /// Whether the objects at `a` and `b`, both of `size` bytes, hold the same bytes (as far
+    /// as their fingerprints tell).
+    pub async fn same_objects(&self, a: &Path, b: &Path, size: u64) -> Result<bool> {
+        Ok(self.fingerprint(a, size).await? == self.fingerprint(b, size).await?)
+    }
+
+    /// Whether the object at `key`, of `size` bytes, holds the first `size` bytes of the file
+    /// at `path`, which must still be the file `id`.
+    pub async fn holds_start_of(
+        &self,
+        key: &Path,
+        size: u64,
+        path: &std::path::Path,
+        id: FileId,
+    ) -> Result<bool> {
+        let Some((file, _)) = open_same(path, &Tracked::new(id), None)? else {
+            return Ok(false);
+        };
+        let at = blocking(&file, move |f| Tracked::at_offset(id, f, size)).await?;
+        match at {
+            Some(at) => Ok(self.fingerprint(key, size).await? == Fingerprint::of(&at)),
+            None => Ok(false),
+        }
+    }
+
+    /// Progress at `size` when the object's bytes are the file's first `size` bytes.
     async fn adopt(
         &self,
         key: &Path,
@@ -336,43 +475,64 @@ impl Uploader {
         let Some(mut at) = at else {
             return Ok(None);
         };
-        if size > 0 {
-            let head = self
-                .call("get", || self.storage.get_range(key, 0..size.min(WINDOW)))
-                .await?;
-            let tail = self
-                .call("get", || {
-                    self.storage.get_range(key, size - size.min(WINDOW)..size)
-                })
-                .await?;
-            if crc(&head) != at.head || crc(&tail) != at.tail {
-                return Ok(None);
-            }
-            // Small objects are compared whole: windows miss a change in the middle only.
-            if let Some(whole) = at.whole
-                && size > 2 * WINDOW
-            {
-                let all = self
-                    .call("get", || self.storage.get_range(key, 0..size))
-                    .await?;
-                if crc(&all) != whole {
-                    return Ok(None);
-                }
-            }
+        if self.fingerprint(key, size).await? != Fingerprint::of(&at) {
+            return Ok(None);
         }
         // The block count is unknown; never assume fewer than the old count or than needed.
         at.blocks = t.blocks.max(size.div_ceil(MAX_APPEND) as u32) + 1;
         Ok(Some(at))
     }
 
-    /// Deletes the object and starts it over from the file's first byte.
-    async fn reset(&self, key: &Path, t: &Tracked) -> Result<Tracked> {
-        self.call("delete", || self.storage.delete(key)).await?;
-        if self.mode == Mode::Append {
-            self.call("append", || self.storage.append(key, 0, Bytes::new()))
-                .await?;
+    /// Replaces the append blob at `key` with the file's first `len` bytes (fewer if it
+    /// shrank) without a moment in which the key is missing: they are appended to the key's
+    /// staging key in blocks of up to 4 MiB, which is copied over the key (a copy of an append
+    /// blob is an append blob, so appends go on) and deleted. A crash in between leaves the old
+    /// object and a staging key that the next rewrite, or the collector's next start, deletes.
+    /// `None` when the file changed while it was read (the next round tries again).
+    async fn rewrite(
+        &self,
+        key: &Path,
+        file: &Opened,
+        t: &Tracked,
+        len: u64,
+    ) -> Result<Option<Tracked>> {
+        let staging = layout::Key::parse(key)?
+            .staging()
+            .ok_or_else(|| LayoutError::UnknownKey(key.to_string()))?;
+        self.call("delete", || self.storage.delete(&staging))
+            .await?;
+        self.call("append", || self.storage.append(&staging, 0, Bytes::new()))
+            .await?;
+        let mut staged = Tracked::new(t.id);
+        loop {
+            let rest = len.saturating_sub(staged.uploaded);
+            let Some(chunk) = read_next(file, &staged, rest.min(MAX_APPEND)).await? else {
+                return Ok(None);
+            };
+            if chunk.data.is_empty() {
+                break;
+            }
+            let offset = staged.uploaded;
+            self.call("append", || {
+                self.storage.append(&staging, offset, chunk.data.clone())
+            })
+            .await?;
+            self.metrics.uploaded_bytes.inc_by(chunk.data.len() as u64);
+            self.metrics.uploads.inc();
+            staged = Tracked {
+                blocks: staged.blocks + 1,
+                ..chunk.after
+            };
         }
-        Ok(Tracked::new(t.id))
+        crash_point!("rewrite-staged");
+        self.call("copy", || self.storage.copy(&staging, key))
+            .await?;
+        crash_point!("rewrite-copied");
+        if let Err(e) = self.call("delete", || self.storage.delete(&staging)).await {
+            tracing::warn!(key = %staging, error = %e, "cannot delete a staging object; the next rewrite or start will");
+        }
+        crash_point!("rewrite-cleaned");
+        Ok(Some(staged))
     }
 }
 
@@ -383,14 +543,20 @@ struct Opened {
     path: Arc<PathBuf>,
 }
 
-/// Opens `path` if it is still the tracked file (same device and inode).
-fn open_same(path: &std::path::Path, t: &Tracked) -> Result<Option<(Opened, FileStat)>> {
+/// Opens `path` if it is still the tracked file (same device and inode); its stat's length
+/// is at most `limit`, so nothing past it is read.
+fn open_same(
+    path: &std::path::Path,
+    t: &Tracked,
+    limit: Option<u64>,
+) -> Result<Option<(Opened, FileStat)>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(path)(e)),
     };
-    let stat = FileStat::from_metadata(&file.metadata().map_err(Error::io(path))?);
+    let mut stat = FileStat::from_metadata(&file.metadata().map_err(Error::io(path))?);
+    stat.len = limit.map_or(stat.len, |limit| stat.len.min(limit));
     let opened = Opened {
         file: Arc::new(file),
         path: Arc::new(path.to_path_buf()),
@@ -454,6 +620,7 @@ mod tests {
             key: key.clone(),
             tracked: Tracked::new(id),
             verified: false,
+            limit: None,
             due: true,
             closing: false,
         };

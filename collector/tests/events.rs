@@ -1,14 +1,19 @@
 //! The RayEvents HTTP receiver with the posts Ray 2.60's aggregator agent really sent
 //! (camelCase and snake_case), against real Azurite: every event ends up in
-//! `node_events/<node-id>-<millis>.json` (JSON Lines) once, bad bodies get 4xx.
+//! `node_events/<node-id>-<millis>.json` (JSON Lines) once, bad bodies get 4xx; and under
+//! concurrent posters, fast rolls, SIGKILLs and a storage outage, every acknowledged event is
+//! stored exactly once.
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::*;
 use futures::TryStreamExt;
+use rand::Rng;
 use ray_history_storage::layout::SessionName;
 use ray_history_testkit::Azurite;
 use serde_json::Value;
@@ -66,7 +71,16 @@ async fn captured_ray_posts_are_stored_once_and_bad_bodies_are_refused() {
             let body = record["body"].as_str().unwrap().to_string();
             let events: Vec<Value> = serde_json::from_str(&body).unwrap();
             posted.extend(events.iter().map(event_id));
-            assert_eq!(post(body).await, 200, "{file}");
+            // 503 until the engine found the session (`[]` needs none); Ray retries.
+            let mut status = post(body.clone()).await;
+            for _ in 0..50 {
+                if status != 503 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                status = post(body.clone()).await;
+            }
+            assert_eq!(status, 200, "{file}");
         }
     }
     assert_eq!(posted.len(), 89 + 47);
@@ -114,4 +128,161 @@ async fn captured_ray_posts_are_stored_once_and_bad_bodies_are_refused() {
         .join(".ray-history/events")
         .join(POSTED_SESSION);
     assert_eq!(std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+/// Posters' share of the stress test: every event id posted, and those answered `200`.
+#[derive(Default)]
+struct Posted {
+    all: Vec<String>,
+    acked: Vec<String>,
+}
+
+/// Posts batches of `BATCH` events with unique ids to `url` until `stop`; a batch without a
+/// `200` is never sent again (a retry of a batch whose answer was lost would be a duplicate
+/// that no receiver can avoid without deduplicating ids).
+async fn poster(id: usize, url: String, stop: Arc<AtomicBool>) -> Posted {
+    const BATCH: usize = 50;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut posted = Posted::default();
+    let mut batch_no = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let ids: Vec<String> = (0..BATCH)
+            .map(|i| format!("p{id}-b{batch_no:06}-e{i:02}"))
+            .collect();
+        batch_no += 1;
+        let events: Vec<Value> = ids
+            .iter()
+            .map(|event_id| {
+                serde_json::json!({
+                    "eventId": event_id,
+                    "sourceType": "CORE_WORKER",
+                    "eventType": "TASK_DEFINITION_EVENT",
+                    "timestamp": "2026-11-21T04:23:40.000000000Z",
+                    "severity": "INFO",
+                    "sessionName": SESSION,
+                    "message": "x".repeat(150),
+                })
+            })
+            .collect();
+        posted.all.extend(ids.iter().cloned());
+        let answer = client.post(&url).json(&events).send().await;
+        match answer {
+            Ok(response) if response.status() == 200 => posted.acked.extend(ids),
+            // Refused while the collector is down, 503 before it found the session, or cut
+            // by a SIGKILL: not acknowledged, so stored at most once.
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    posted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkills_fast_rolls_and_an_outage_exactly_once() {
+    const POSTERS: usize = 8;
+    let mut azurite = Azurite::start_on_disk();
+    let target = Target::azurite(&azurite, "events-stress").await;
+    let ray = FakeRay::new();
+    let port = ray_history_testkit::free_port();
+    // Segments roll every second (and every 256 KiB), so most SIGKILLs land near a roll.
+    let settings = [
+        ("EVENTS_ROLL_INTERVAL", "1s"),
+        ("EVENTS_ROLL_BYTES", "262144"),
+    ];
+    let start = || Collector::start_with_events_port(ray.root.path(), &target, &settings, port);
+    let mut collector = start();
+    collector.wait_ready().await;
+    let url = format!("http://127.0.0.1:{port}/v1/events");
+    let stop = Arc::new(AtomicBool::new(false));
+    let posters: Vec<_> = (0..POSTERS)
+        .map(|id| tokio::spawn(poster(id, url.clone(), Arc::clone(&stop))))
+        .collect();
+    let mut rng = rand::rng();
+    for round in 0..8 {
+        let alive = Duration::from_millis(rng.random_range(1000..3000));
+        tokio::time::sleep(alive).await;
+        if round == 3 {
+            // The outage starts under a running collector: the spool takes what storage cannot.
+            azurite.stop();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        collector.kill();
+        eprintln!("round {round}: killed after {alive:?}");
+        collector = start();
+        if round == 3 {
+            // Restarted while storage is still down; it waits for it before it listens.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            azurite.start_again();
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut posted = Posted::default();
+    for handle in posters {
+        let one = handle.await.unwrap();
+        posted.all.extend(one.all);
+        posted.acked.extend(one.acked);
+    }
+    collector.wait_ready().await;
+    collector.terminate(Duration::from_secs(60));
+
+    let prefix = cluster().node_events_prefix(&session());
+    let objects: Vec<_> = target
+        .storage
+        .list(Some(&prefix))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut stored: BTreeMap<String, usize> = BTreeMap::new();
+    let mut torn = 0;
+    for object in &objects {
+        let bytes = target.storage.get(&object.location).await.unwrap();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice::<Value>(line) {
+                Ok(event) => *stored.entry(event_id(&event)).or_default() += 1,
+                Err(_) => torn += 1,
+            }
+        }
+    }
+    let all: BTreeSet<&String> = posted.all.iter().collect();
+    let lost: Vec<&String> = posted
+        .acked
+        .iter()
+        .filter(|id| !stored.contains_key(*id))
+        .collect();
+    let duplicated: Vec<(&String, &usize)> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    let unknown = stored.keys().filter(|id| !all.contains(id)).count();
+    let unacked_stored = stored.len() - (posted.acked.len() - lost.len());
+    eprintln!(
+        "events posted {}, acknowledged {}, stored {} ({} of them unacknowledged), lost {}, \
+         duplicated {}, torn lines {torn}, in {} objects",
+        posted.all.len(),
+        posted.acked.len(),
+        stored.len(),
+        unacked_stored,
+        lost.len(),
+        duplicated.len(),
+        objects.len(),
+    );
+    assert!(posted.acked.len() > 10_000, "too few events acknowledged");
+    assert!(
+        lost.is_empty(),
+        "acknowledged but not stored: {:?}",
+        &lost[..lost.len().min(20)]
+    );
+    assert!(
+        duplicated.is_empty(),
+        "stored more than once: {:?}",
+        &duplicated[..duplicated.len().min(20)]
+    );
+    assert_eq!((torn, unknown), (0, 0), "torn lines, ids never posted");
+    let spool = ray.root.path().join(".ray-history/events").join(SESSION);
+    assert_eq!(
+        std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0),
+        0,
+        "spool left behind"
+    );
 }

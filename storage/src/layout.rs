@@ -3,9 +3,14 @@
 //! ```text
 //! log/<cluster-name>_<cluster-id>/<session>/logs/<node-id>/<relative path>
 //! log/<cluster-name>_<cluster-id>/<session>/node_events/<node-id>-<unix-millis>.json
+//! log/<cluster-name>_<cluster-id>/<session>/staging/<node-id>/<logs|node_events>/<...>
 //! metadir/<namespace>_<cluster-name>/<session>/metadata.json
 //! metadir/<namespace>_<cluster-name>/<session>/nodes/<node-id>.json
 //! ```
+//!
+//! `staging/` holds the collector's scratch copies: an object's new content is built there and
+//! then copied over the object, so a reader never finds a key missing while it is rewritten.
+//! Readers skip it; a node's collector clears its own staging keys when it starts.
 //!
 //! Keys are relative to the storage prefix (the [`crate::Storage`] handle adds it). Every name
 //! segment is validated when it is built, so a key made here can always be parsed back by
@@ -36,6 +41,8 @@ pub const LOGS_DIR: &str = "logs";
 pub const NODE_EVENTS_DIR: &str = "node_events";
 /// Folder under a session (in `log/`) with the head's snapshots of Ray's GCS-backed state.
 pub const SNAPSHOT_DIR: &str = "snapshot";
+/// Folder under a session (in `log/`) where a collector builds objects it rewrites.
+pub const STAGING_DIR: &str = "staging";
 /// File name of the session metadata object.
 pub const METADATA_FILE: &str = "metadata.json";
 /// Folder under a session (in `metadir/`) with one object per node.
@@ -217,6 +224,17 @@ impl ClusterRef {
         ];
         all.extend(parts.into_iter().map(str::to_string));
         Ok(Path::from_iter(all))
+    }
+
+    /// `log/<cluster>/<session>/staging/<node-id>/`: one node's scratch copies.
+    pub fn node_staging_prefix(&self, session: &SessionName, node: &NodeId) -> Path {
+        Path::from_iter([
+            LOG_ROOT,
+            &self.segment(),
+            session.as_str(),
+            STAGING_DIR,
+            node.as_str(),
+        ])
     }
 
     /// `log/<cluster>/<session>/node_events/`.
@@ -404,6 +422,17 @@ pub enum Key {
         /// What it holds.
         kind: SnapshotKind,
     },
+    /// A scratch copy of a log file or events object being rewritten (never a log).
+    Staging {
+        /// Cluster it belongs to.
+        cluster: ClusterRef,
+        /// Session it belongs to.
+        session: SessionName,
+        /// Node whose collector writes it.
+        node: NodeId,
+        /// The staged object's path after `log/<cluster>/<session>/`, e.g. `logs/<node-id>/raylet.out`.
+        of: String,
+    },
     /// A session's `metadata.json`.
     Metadata {
         /// Namespace and cluster.
@@ -470,6 +499,24 @@ impl Key {
                     unix_millis: millis.parse().map_err(|_| unknown())?,
                 })
             }
+            [
+                LOG_ROOT,
+                cluster,
+                session,
+                STAGING_DIR,
+                node,
+                kind,
+                rest @ ..,
+            ] if !rest.is_empty() && (*kind == LOGS_DIR || *kind == NODE_EVENTS_DIR) => {
+                let of = format!("{kind}/{}", rest.join("/"));
+                split_relative(&of)?;
+                Ok(Key::Staging {
+                    cluster: ClusterRef::parse_segment(cluster)?,
+                    session: SessionName::new(session)?,
+                    node: NodeId::new(node)?,
+                    of,
+                })
+            }
             [LOG_ROOT, cluster, session, SNAPSHOT_DIR, file] => {
                 let kind = file
                     .strip_suffix(".jsonl")
@@ -519,6 +566,23 @@ impl Key {
                 session,
                 kind,
             } => cluster.snapshot(session, *kind),
+            Key::Staging {
+                cluster,
+                session,
+                node,
+                of,
+            } => {
+                let mut all = vec![
+                    LOG_ROOT.to_string(),
+                    cluster.segment(),
+                    session.to_string(),
+                    STAGING_DIR.to_string(),
+                    node.to_string(),
+                ];
+                let parts = split_relative(of).expect("staged path was validated when built");
+                all.extend(parts.into_iter().map(str::to_string));
+                Path::from_iter(all)
+            }
             Key::Metadata { meta, session } => meta.metadata(session),
             Key::NodeMeta {
                 meta,
@@ -526,6 +590,47 @@ impl Key {
                 node,
             } => meta.node(session, node),
         }
+    }
+}
+
+impl Key {
+    /// Where the collector stages a new content of this object: log files and events objects
+    /// only (`None` for the others, which are written whole).
+    pub fn staging(&self) -> Option<Path> {
+        let (cluster, session, node, of) = match self {
+            Key::LogFile {
+                cluster,
+                session,
+                node,
+                relative,
+            } => (
+                cluster,
+                session,
+                node,
+                format!("{LOGS_DIR}/{node}/{relative}"),
+            ),
+            Key::NodeEvents {
+                cluster,
+                session,
+                node,
+                unix_millis,
+            } => (
+                cluster,
+                session,
+                node,
+                format!("{NODE_EVENTS_DIR}/{node}-{unix_millis}.json"),
+            ),
+            _ => return None,
+        };
+        Some(
+            Key::Staging {
+                cluster: cluster.clone(),
+                session: session.clone(),
+                node: node.clone(),
+                of,
+            }
+            .to_path(),
+        )
     }
 }
 
@@ -565,6 +670,10 @@ mod tests {
                 .unwrap(),
             cluster.node_events(&session(), &node(), 1_763_700_000_000),
             cluster.snapshot(&session(), SnapshotKind::PlacementGroups),
+            Key::parse(&cluster.node_events(&session(), &node(), 7))
+                .unwrap()
+                .staging()
+                .unwrap(),
             meta.metadata(&session()),
             meta.node(&session(), &node()),
         ];
@@ -633,6 +742,48 @@ mod tests {
         assert_eq!(
             meta.node(&session(), &n).as_ref(),
             format!("metadir/default_raycluster-a/{}/nodes/{n}.json", session())
+        );
+    }
+
+    #[test]
+    fn staging_keys_are_beside_the_logs_and_parse_as_staging_only() {
+        let cluster = ClusterRef::new("raycluster-a", "local").unwrap();
+        let n = node();
+        let log = cluster.log_file(&session(), &n, "odd/a#b.log").unwrap();
+        let staged = Key::parse(&log).unwrap().staging().unwrap();
+        assert_eq!(
+            staged.as_ref(),
+            format!(
+                "log/raycluster-a_local/{}/staging/{n}/logs/{n}/odd/a%23b.log",
+                session()
+            )
+        );
+        assert!(
+            staged
+                .as_ref()
+                .starts_with(cluster.node_staging_prefix(&session(), &n).as_ref())
+        );
+        assert!(matches!(Key::parse(&staged).unwrap(), Key::Staging { .. }));
+        assert_eq!(Key::parse(&staged).unwrap().to_path(), staged);
+        let events = cluster.node_events(&session(), &n, 42);
+        let staged = Key::parse(&events).unwrap().staging().unwrap();
+        assert_eq!(content_type(&staged), "application/x-ndjson");
+        assert_eq!(
+            content_type(&Key::parse(&log).unwrap().staging().unwrap()),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            Key::parse(&MetaRef::new("d", "a").unwrap().metadata(&session()))
+                .unwrap()
+                .staging(),
+            None
+        );
+        assert!(
+            Key::parse(&Path::from(format!(
+                "log/a_local/{}/staging/{n}/other/x",
+                session()
+            )))
+            .is_err()
         );
     }
 

@@ -98,8 +98,18 @@ pub struct Collector {
 impl Collector {
     /// Starts `ray-history-collector run` on `ray_root`, with `extra` settings.
     pub fn start(ray_root: &Path, target: &Target, extra: &[(&str, &str)]) -> Collector {
+        Collector::start_with_events_port(ray_root, target, extra, free_port())
+    }
+
+    /// Like [`Collector::start`], with the event receiver on `events_port` (so posters keep
+    /// one address across restarts).
+    pub fn start_with_events_port(
+        ray_root: &Path,
+        target: &Target,
+        extra: &[(&str, &str)],
+        events_port: u16,
+    ) -> Collector {
         let metrics_port = free_port();
-        let events_port = free_port();
         // Outside the watched dir, so the collector's own log does not wake it up.
         let log = std::env::temp_dir().join(format!("rhc-collector-{metrics_port}.log"));
         let log_file = std::fs::File::create(&log).unwrap();
@@ -156,6 +166,32 @@ impl Collector {
         let mut child = self.child.take().unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// Waits until the process aborts (a test hook fired) within `timeout`.
+    pub fn wait_abort(mut self, timeout: Duration) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(
+                    status.signal(),
+                    Some(Signal::SIGABRT as i32),
+                    "collector exited with {status}, not by its hook:\n{}",
+                    self.log_text()
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                child.kill().ok();
+                panic!(
+                    "collector did not reach its hook within {timeout:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGTERM, then waits for a clean exit (0) within `timeout`.
