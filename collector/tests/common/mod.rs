@@ -3,6 +3,8 @@
 //! files with their objects.
 #![allow(dead_code)]
 
+pub mod kills;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,7 +15,7 @@ use nix::unistd::Pid;
 use object_store::path::Path as Key;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
 use ray_history_storage::{Storage, StorageConfig};
-use ray_history_testkit::{Azurite, free_port};
+use ray_history_testkit::{Azurite, MotoS3, free_port};
 
 pub const CLUSTER: &str = "itest";
 pub const NODE: &str = "2c19cf3212f28247c3219bcfea6f3840dda46c43df2052e23770e17e";
@@ -63,6 +65,10 @@ impl Target {
             ],
         )
         .await
+    }
+
+    pub async fn s3(moto: &MotoS3, bucket: &str) -> Target {
+        Target::with_config(moto.storage_config(bucket), moto.env(bucket)).await
     }
 
     async fn with_config(config: StorageConfig, env: Vec<(String, String)>) -> Target {
