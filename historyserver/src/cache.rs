@@ -1,9 +1,11 @@
 //! Cache of loaded sessions with a byte budget. Concurrent requests for a session that is not
 //! loaded yet share one load (moka's `try_get_with`). Running sessions are reloaded when
-//! their copy is older than the refresh interval, so live sessions stay current. At most
+//! their copy is older than the refresh interval, so live sessions stay current; meanwhile
+//! requests get the copy already loaded, so a reload never makes anyone wait. At most
 //! `--max-concurrent-loads` sessions load at once.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moka::future::Cache;
@@ -27,6 +29,8 @@ pub struct SessionCache {
     refresh: Duration,
     /// Permits for cold loads: each parses a whole session, so a few at a time.
     loads: Arc<Semaphore>,
+    /// Sessions being reloaded in the background (one reload each).
+    reloading: Arc<Mutex<HashSet<CacheKey>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -51,6 +55,7 @@ impl SessionCache {
             storage,
             refresh,
             loads: Arc::new(Semaphore::new(max_loads)),
+            reloading: Arc::new(Mutex::new(HashSet::new())),
             metrics,
         }
     }
@@ -62,11 +67,11 @@ impl SessionCache {
             let stale = (entry.meta.state == SessionState::Running
                 || found.meta.last_heartbeat != entry.meta.last_heartbeat)
                 && found.loaded_at.elapsed() > self.refresh;
-            if !stale {
-                self.metrics.cache_hits.inc();
-                return Ok(found);
+            self.metrics.cache_hits.inc();
+            if stale {
+                self.reload(key, entry);
             }
-            self.cache.invalidate(&key).await;
+            return Ok(found);
         }
         let storage = self.storage.clone();
         let meta = entry.meta.clone();
@@ -94,5 +99,47 @@ impl SessionCache {
             .cache_bytes
             .set(self.cache.weighted_size() as i64);
         Ok(loaded)
+    }
+
+    /// Loads a fresh copy of a session in the background and swaps it in when ready.
+    fn reload(&self, key: CacheKey, entry: &SessionEntry) {
+        if !self
+            .reloading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let this = self.clone();
+        let (meta, nodes) = (entry.meta.clone(), entry.nodes.clone());
+        tokio::spawn(async move {
+            let loaded = match this.loads.acquire().await {
+                Ok(_permit) => {
+                    let started = std::time::Instant::now();
+                    let loaded = loader::load(&this.storage, meta, nodes).await;
+                    this.metrics
+                        .load_seconds
+                        .observe(started.elapsed().as_secs_f64());
+                    loaded
+                }
+                Err(_) => Err(Error::Worker),
+            };
+            match loaded {
+                Ok(session) => {
+                    this.metrics
+                        .corrupt_lines
+                        .inc_by(session.state.stats.corrupt_lines);
+                    this.cache.insert(key.clone(), Arc::new(session)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(session = %key.1, error = %e, "cannot reload a live session; serving the copy loaded before")
+                }
+            }
+            this.reloading
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        });
     }
 }

@@ -34,6 +34,10 @@ pub struct ServeArgs {
     /// wait for a free slot within the request timeout.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_concurrent_requests: u32,
+    /// Most API requests one client may have in flight (a client is its address, or the first
+    /// `X-Forwarded-For` entry behind a proxy in `--auth-trusted-proxies`); more get 429.
+    #[arg(long, env = "MAX_REQUESTS_PER_CLIENT", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_per_client: u32,
     /// Longest an API request may take to produce its response (waiting for a slot included);
     /// past it the answer is 503. Streaming a download's body is not limited.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]

@@ -10,7 +10,7 @@ use hyper_util::service::TowerToHyperService;
 use ray_history_storage::Storage;
 
 use crate::Error;
-use crate::api::{self, ApiConfig, AppState};
+use crate::api::{self, ApiConfig, AppState, ClientLimit};
 use crate::auth::{Acl, AuthConfig, AuthMode, KubeSettings, Reviews};
 use crate::cache::SessionCache;
 use crate::config::ServeArgs;
@@ -44,6 +44,10 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
             lost_after: args.lost_after,
             ray_dashboard_dir: args.ray_dashboard_dir.clone(),
             max_concurrent_requests: args.max_concurrent_requests as usize,
+            client_limit: Arc::new(ClientLimit::new(
+                args.max_requests_per_client as usize,
+                crate::auth::parse_networks(&args.auth_trusted_proxies).map_err(Error::Auth)?,
+            )),
             request_timeout: args.request_timeout,
         }),
     })

@@ -464,11 +464,19 @@ async fn index_and_running_sessions_refresh_in_the_background() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let (_, after) = support::get_json(&tasks_url).await;
-    assert!(
-        after["data"]["result"]["total"].as_u64().unwrap() > 0,
-        "{after}"
-    );
+    // The copy loaded before answers at once while the fresh one loads behind it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, after) = support::get_json(&tasks_url).await;
+        if after["data"]["result"]["total"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reloaded: {after}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 const DEAD_SESSION: &str = "session_2026-11-20_10-00-00_000000_1";
@@ -715,4 +723,70 @@ async fn a_bad_ray_dashboard_dir_fails_at_start_with_one_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("--ray-dashboard-dir"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_cannot_take_every_request_slot() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/live-export/session");
+    support::upload_session(&storage, &data, RECORDED, NODE).await;
+    // Large enough that an unread download stays in flight (socket buffers fill).
+    put_log(&storage, "big.log", vec![b'x'; 64 << 20]).await;
+    let mut args = support::serve_args();
+    args.max_requests_per_client = 2;
+    let base = support::serve(storage, args).await;
+    let url = format!(
+        "{base}/sessions/{}/{}/{RECORDED}/api/v0/logs/file?node_id={NODE}&filename=big.log",
+        support::NAMESPACE,
+        support::CLUSTER
+    );
+    let client = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let first = client([127, 0, 0, 1]);
+    // Two downloads in flight, their bodies not read: the client's share is used up.
+    let held: Vec<_> = futures::future::join_all(
+        (0..2).map(|_| first.get(&url).header("Range", "bytes=0-").send()),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    assert!(held.iter().all(|r| r.status() == 206));
+    let refused = first
+        .get(format!("{base}/api/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["result"], false, "{body}");
+    // Another client is not held up, and probes are never limited.
+    let other = client([127, 0, 0, 2]);
+    let listed = other
+        .get(format!("{base}/api/sessions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    let health = first.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    // Once the downloads end, the first client's slots come back.
+    drop(held);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = first
+            .get(format!("{base}/api/sessions"))
+            .send()
+            .await
+            .unwrap();
+        if again.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slots never returned");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: our session browser endpoints under `/api/`, the Ray dashboard API under
 //! `/sessions/<ns>/<cluster>/<session>/`, health and metrics. [`app`] builds the whole router.
 
+mod clients;
 mod entities;
 mod etag;
 mod lineage;
@@ -34,6 +35,7 @@ use crate::cache::SessionCache;
 use crate::index::{SessionEntry, SessionIndex};
 use crate::loader::SharedSession;
 use crate::metrics::{Metrics, RequestLabels};
+pub use clients::ClientLimit;
 pub use response::ApiError;
 
 /// Settings the handlers need.
@@ -45,6 +47,8 @@ pub struct ApiConfig {
     pub ray_dashboard_dir: Option<std::path::PathBuf>,
     /// Most API requests handled at once (health routes not counted).
     pub max_concurrent_requests: usize,
+    /// Most API requests of one client in flight.
+    pub client_limit: Arc<clients::ClientLimit>,
     /// Longest an API request may take to produce its response.
     pub request_timeout: Duration,
 }
@@ -91,6 +95,11 @@ pub fn app(state: AppState) -> Router {
         // One semaphore for all routes: axum layers each route separately.
         .layer(GlobalConcurrencyLimitLayer::new(
             state.config.max_concurrent_requests,
+        ))
+        // Outside the global limit: a client over its own share waits for nothing.
+        .layer(middleware::from_fn_with_state(
+            state.config.client_limit.clone(),
+            clients::limit,
         ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
