@@ -345,6 +345,9 @@ fn start_server(server_bin: &Path, env: &[(&str, String)]) -> Server {
             &format!("127.0.0.1:{port}"),
             "--cache-max-bytes",
             "4GiB",
+            // wrk's 64 connections stand for 64 clients, all from one address.
+            "--max-requests-per-client",
+            "64",
         ])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("RUST_LOG", "warn")
