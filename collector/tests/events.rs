@@ -182,9 +182,30 @@ async fn poster(id: usize, url: String, stop: Arc<AtomicBool>) -> Posted {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkills_fast_rolls_and_an_outage_exactly_once() {
-    const POSTERS: usize = 8;
     let mut azurite = Azurite::start_on_disk();
     let target = Target::azurite(&azurite, "events-stress").await;
+    let mut outage = |down: bool| {
+        if down {
+            azurite.stop();
+        } else {
+            azurite.start_again();
+        }
+    };
+    stress("azurite", &target, Some(&mut outage)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkills_and_fast_rolls_exactly_once_on_s3() {
+    // moto keeps objects in memory, so it cannot be stopped and started again: no outage.
+    let target = Target::s3(ray_history_testkit::MotoS3::shared(), "events-stress").await;
+    stress("s3", &target, None).await;
+}
+
+/// Posters with unique event ids against the collector, SIGKILLed and restarted 8 times with
+/// segments rolling every second, and (with `outage`) storage down for a while in the middle:
+/// every acknowledged event is stored exactly once.
+async fn stress(backend: &str, target: &Target, mut outage: Option<&mut dyn FnMut(bool)>) {
+    const POSTERS: usize = 8;
     let ray = FakeRay::new();
     let port = ray_history_testkit::free_port();
     // Segments roll every second (and every 256 KiB), so most SIGKILLs land near a roll.
@@ -192,7 +213,7 @@ async fn acknowledged_events_survive_sigkills_fast_rolls_and_an_outage_exactly_o
         ("EVENTS_ROLL_INTERVAL", "1s"),
         ("EVENTS_ROLL_BYTES", "262144"),
     ];
-    let start = || Collector::start_with_events_port(ray.root.path(), &target, &settings, port);
+    let start = || Collector::start_with_events_port(ray.root.path(), target, &settings, port);
     let mut collector = start();
     collector.wait_ready().await;
     let url = format!("http://127.0.0.1:{port}/v1/events");
@@ -204,18 +225,22 @@ async fn acknowledged_events_survive_sigkills_fast_rolls_and_an_outage_exactly_o
     for round in 0..8 {
         let alive = Duration::from_millis(rng.random_range(1000..3000));
         tokio::time::sleep(alive).await;
-        if round == 3 {
+        if round == 3
+            && let Some(outage) = outage.as_mut()
+        {
             // The outage starts under a running collector: the spool takes what storage cannot.
-            azurite.stop();
+            outage(true);
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
         collector.kill();
         eprintln!("round {round}: killed after {alive:?}");
         collector = start();
-        if round == 3 {
+        if round == 3
+            && let Some(outage) = outage.as_mut()
+        {
             // Restarted while storage is still down; it waits for it before it listens.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            azurite.start_again();
+            outage(false);
         }
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -257,7 +282,7 @@ async fn acknowledged_events_survive_sigkills_fast_rolls_and_an_outage_exactly_o
     let unknown = stored.keys().filter(|id| !all.contains(id)).count();
     let unacked_stored = stored.len() - (posted.acked.len() - lost.len());
     eprintln!(
-        "events posted {}, acknowledged {}, stored {} ({} of them unacknowledged), lost {}, \
+        "{backend}: events posted {}, acknowledged {}, stored {} ({} of them unacknowledged), lost {}, \
          duplicated {}, torn lines {torn}, in {} objects",
         posted.all.len(),
         posted.acked.len(),

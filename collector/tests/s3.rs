@@ -1,5 +1,6 @@
 //! The collector binary against a real S3 server (moto): no appends, so changed files are
 //! uploaded whole every `REUPLOAD_INTERVAL` and at exit; renames are mirrored with copies.
+//! (The receiver's stress test on S3 is in `events.rs`.)
 
 mod common;
 

@@ -67,6 +67,19 @@ impl Target {
         .await
     }
 
+    /// Local disk under `dir`.
+    pub async fn local(dir: &Path) -> Target {
+        Target::with_config(
+            StorageConfig::local(dir),
+            vec![
+                ("STORAGE".into(), "local".into()),
+                ("LOCAL_STORAGE_PATH".into(), dir.display().to_string()),
+            ],
+        )
+        .await
+    }
+
+    /// A bucket of a moto S3 server.
     pub async fn s3(moto: &MotoS3, bucket: &str) -> Target {
         Target::with_config(moto.storage_config(bucket), moto.env(bucket)).await
     }
