@@ -121,7 +121,7 @@ $(CARGO_FUZZ):
 
 fuzz: $(CARGO_FUZZ)
 	set -e; for target in $(FUZZ_TARGETS); do \
-	  PATH=$(TOOLS)/cargo/bin:$$PATH cargo +nightly fuzz run --fuzz-dir fuzz --features libfuzzer \
+	  PATH=$(TOOLS)/cargo/bin:$$PATH cargo +nightly fuzz run --fuzz-dir fuzz \
 	    $$target fuzz/corpus/$$target fuzz/regressions/$$target -- -max_total_time=$(FUZZ_SECONDS); \
 	done
 

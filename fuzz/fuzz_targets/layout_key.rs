@@ -1,4 +1,11 @@
-#![no_main]
-//! `cargo fuzz run layout_key --features libfuzzer`: see [`ray_history_fuzz::layout_key`].
+//! `make fuzz` (`cargo fuzz run layout_key`): see [`ray_history_fuzz::layout_key`].
+#![cfg_attr(fuzzing, no_main)]
 
+#[cfg(fuzzing)]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| ray_history_fuzz::layout_key(data));
+
+/// Outside `cargo fuzz` there is nothing to run: `make test` replays the corpus instead.
+#[cfg(not(fuzzing))]
+fn main() {
+    eprintln!("run this target with `make fuzz` (cargo fuzz, nightly)");
+}

@@ -1,4 +1,11 @@
-#![no_main]
-//! `cargo fuzz run log_path --features libfuzzer`: see [`ray_history_fuzz::log_path`].
+//! `make fuzz` (`cargo fuzz run log_path`): see [`ray_history_fuzz::log_path`].
+#![cfg_attr(fuzzing, no_main)]
 
+#[cfg(fuzzing)]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| ray_history_fuzz::log_path(data));
+
+/// Outside `cargo fuzz` there is nothing to run: `make test` replays the corpus instead.
+#[cfg(not(fuzzing))]
+fn main() {
+    eprintln!("run this target with `make fuzz` (cargo fuzz, nightly)");
+}
