@@ -110,8 +110,9 @@ bench-snapshot: $(RAY)
 	PATH=$(VENV)/bin:$$PATH $(VENV)/bin/python bench/snapshot/run.py
 
 # Long fuzzing under libFuzzer (nightly Rust, cargo-fuzz from crates.io into .tools/cargo):
-# FUZZ_SECONDS per target. New crashes land in fuzz/artifacts/<target>/; keep each one in
-# fuzz/regressions/<target>/ once fixed (make test replays them).
+# FUZZ_SECONDS per target. The inputs it finds go to fuzz/target/corpus/<target>/ (the kept
+# seeds in fuzz/corpus/ stay as they are); crashes land in fuzz/artifacts/<target>/: keep each
+# one in fuzz/regressions/<target>/ once fixed (make test replays them).
 CARGO_FUZZ := $(TOOLS)/cargo/bin/cargo-fuzz
 FUZZ_SECONDS ?= 300
 FUZZ_TARGETS := events layout_key connection_string range_header log_path
@@ -121,8 +122,11 @@ $(CARGO_FUZZ):
 
 fuzz: $(CARGO_FUZZ)
 	set -e; for target in $(FUZZ_TARGETS); do \
-	  PATH=$(TOOLS)/cargo/bin:$$PATH cargo +nightly fuzz run --fuzz-dir fuzz \
-	    $$target fuzz/corpus/$$target fuzz/regressions/$$target -- -max_total_time=$(FUZZ_SECONDS); \
+	  mkdir -p fuzz/target/corpus/$$target; \
+	  PATH=$(TOOLS)/cargo/bin:$$PATH cargo +nightly fuzz run --fuzz-dir fuzz $$target \
+	    fuzz/target/corpus/$$target fuzz/corpus/$$target \
+	    $$(test -d fuzz/regressions/$$target && echo fuzz/regressions/$$target) \
+	    -- -max_total_time=$(FUZZ_SECONDS); \
 	done
 
 # Re-capture the Ray fixtures the tests read from a real Ray into fixtures/ray-2.60-session.new
