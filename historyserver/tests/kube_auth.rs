@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
-use ray_history_storage::metadata::{NodeMetadata, NodeType};
 use ray_history_storage::{Storage, StorageConfig};
 use ray_history_testkit::ControlPlane;
 use ray_history_testkit::cli::ray_cli_with_env;
@@ -83,29 +82,7 @@ async fn store_sessions(root: &Path) {
         let meta_ref = MetaRef::new(namespace, support::CLUSTER).unwrap();
         let meta =
             support::session_metadata(&meta_ref, &cluster, &session, Some(&node), now, Some(now));
-        storage
-            .put(
-                &meta_ref.metadata(&session),
-                serde_json::to_vec(&meta).unwrap().into(),
-            )
-            .await
-            .unwrap();
-        let head = NodeMetadata {
-            node_id: node.clone(),
-            node_type: NodeType::Head,
-            pod_name: None,
-            node_ip: Some("127.0.0.1".into()),
-            start_time: now,
-            last_heartbeat: now,
-            end_time: Some(now),
-        };
-        storage
-            .put(
-                &meta_ref.node(&session, &node),
-                serde_json::to_vec(&head).unwrap().into(),
-            )
-            .await
-            .unwrap();
+        support::put_documents(&storage, &meta_ref, &meta, &node).await;
     }
 }
 

@@ -11,8 +11,6 @@ use futures::TryStreamExt;
 use ray_history_server::index::SessionIndex;
 use ray_history_server::retention::{self, Policy, Report};
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
-use ray_history_storage::metadata::NodeMetadata;
-use ray_history_storage::metadata::NodeType;
 use ray_history_storage::{Storage, StorageConfig};
 use ray_history_testkit::Azurite;
 
@@ -42,29 +40,7 @@ async fn put_session(
     let mut meta =
         support::session_metadata(&meta_ref, &cluster_ref, name, Some(&node), start, end);
     meta.last_heartbeat = heartbeat;
-    storage
-        .put(
-            &meta_ref.metadata(name),
-            serde_json::to_vec(&meta).unwrap().into(),
-        )
-        .await
-        .unwrap();
-    let node_doc = NodeMetadata {
-        node_id: node.clone(),
-        node_type: NodeType::Head,
-        pod_name: None,
-        node_ip: None,
-        start_time: start,
-        last_heartbeat: heartbeat,
-        end_time: end,
-    };
-    storage
-        .put(
-            &meta_ref.node(name, &node),
-            serde_json::to_vec(&node_doc).unwrap().into(),
-        )
-        .await
-        .unwrap();
+    support::put_documents(storage, &meta_ref, &meta, &node).await;
 }
 
 async fn listed(storage: &Storage) -> Vec<String> {

@@ -69,10 +69,23 @@ pub async fn upload_session(
     }
     let now = Utc::now();
     let meta = session_metadata(&meta_ref, &cluster, &session, Some(&node), now, Some(now));
+    put_documents(storage, &meta_ref, &meta, &node).await;
+    meta
+}
+
+/// Writes a session's `metadata.json` and its head node's `nodes/<node>.json` (with the
+/// session's times), as the collector does.
+pub async fn put_documents(
+    storage: &Storage,
+    meta_ref: &MetaRef,
+    meta: &SessionMetadata,
+    node: &NodeId,
+) {
+    let session = &meta.session_name;
     storage
         .put(
-            &meta_ref.metadata(&session),
-            serde_json::to_vec(&meta).unwrap().into(),
+            &meta_ref.metadata(session),
+            serde_json::to_vec(meta).unwrap().into(),
         )
         .await
         .unwrap();
@@ -81,18 +94,17 @@ pub async fn upload_session(
         node_type: NodeType::Head,
         pod_name: None,
         node_ip: Some("127.0.0.1".into()),
-        start_time: now,
-        last_heartbeat: now,
-        end_time: Some(now),
+        start_time: meta.start_time,
+        last_heartbeat: meta.last_heartbeat,
+        end_time: meta.end_time,
     };
     storage
         .put(
-            &meta_ref.node(&session, &node),
+            &meta_ref.node(session, node),
             serde_json::to_vec(&node_doc).unwrap().into(),
         )
         .await
         .unwrap();
-    meta
 }
 
 /// Server flags for tests.
