@@ -32,17 +32,20 @@ pub struct SessionCache {
     /// Sessions being reloaded in the background (one reload each).
     reloading: Arc<Mutex<HashSet<CacheKey>>>,
     metrics: Arc<Metrics>,
+    /// Where local copies of session indexes go; `None`: sessions are not indexed.
+    index_dir: Option<Arc<std::path::Path>>,
 }
 
 impl SessionCache {
     /// A cache holding at most `max_bytes` of loaded sessions, loading at most `max_loads` at
-    /// a time.
+    /// a time, keeping local copies of session indexes in `index_dir`.
     pub fn new(
         storage: Storage,
         max_bytes: u64,
         refresh: Duration,
         max_loads: usize,
         metrics: Arc<Metrics>,
+        index_dir: Option<std::path::PathBuf>,
     ) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
@@ -57,6 +60,7 @@ impl SessionCache {
             loads: Arc::new(Semaphore::new(max_loads)),
             reloading: Arc::new(Mutex::new(HashSet::new())),
             metrics,
+            index_dir: index_dir.map(Arc::from),
         }
     }
 
@@ -78,6 +82,7 @@ impl SessionCache {
         let nodes = entry.nodes.clone();
         let metrics = self.metrics.clone();
         let loads = self.loads.clone();
+        let index_dir = self.index_dir.clone();
         let loaded = self
             .cache
             .try_get_with(key, async move {
@@ -85,7 +90,7 @@ impl SessionCache {
                 let _permit = loads.acquire().await.map_err(|_| Error::Worker)?;
                 metrics.cache_misses.inc();
                 let started = std::time::Instant::now();
-                let loaded = loader::load(&storage, meta, nodes).await?;
+                let loaded = loader::load(&storage, meta, nodes, index_dir.as_deref()).await?;
                 metrics
                     .load_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -117,7 +122,8 @@ impl SessionCache {
             let loaded = match this.loads.acquire().await {
                 Ok(_permit) => {
                     let started = std::time::Instant::now();
-                    let loaded = loader::load(&this.storage, meta, nodes).await;
+                    let loaded =
+                        loader::load(&this.storage, meta, nodes, this.index_dir.as_deref()).await;
                     this.metrics
                         .load_seconds
                         .observe(started.elapsed().as_secs_f64());

@@ -78,6 +78,15 @@ pub struct ServeArgs {
     /// reused (revoked access takes up to this long to apply; at most 1h).
     #[arg(long, env = "AUTH_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub auth_cache_ttl: Duration,
+    /// Store an index of each finished session next to it on first load, and read it on later
+    /// loads (any replica, any restart) instead of parsing the events again; tasks are then
+    /// served from a local copy a block at a time.
+    #[arg(long, env = "SESSION_INDEX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub session_index: bool,
+    /// Where local copies of session indexes go (unlinked files: nothing is left behind).
+    /// Default: the system temp dir.
+    #[arg(long, env = "SESSION_INDEX_DIR")]
+    pub session_index_dir: Option<PathBuf>,
     /// Storage settings.
     #[command(flatten)]
     pub storage: StorageArgs,

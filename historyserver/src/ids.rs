@@ -98,9 +98,40 @@ impl<const N: usize> fmt::Debug for Id<N> {
     }
 }
 
+/// Hex in JSON (as Ray prints ids), raw bytes in binary formats (the session index).
 impl<const N: usize> serde::Serialize for Id<N> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.hex())
+        if s.is_human_readable() {
+            s.serialize_str(&self.hex())
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de, const N: usize> serde::Deserialize<'de> for Id<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<const N: usize>;
+        impl<const N: usize> serde::de::Visitor<'_> for Visitor<N> {
+            type Value = Id<N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a Ray id of {N} bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Id::from_hex(v)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(v), &self))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                <[u8; N]>::try_from(v)
+                    .map(Id)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_str(Visitor::<N>)
+        } else {
+            d.deserialize_bytes(Visitor::<N>)
+        }
     }
 }
 

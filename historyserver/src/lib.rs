@@ -17,6 +17,8 @@ pub mod metrics;
 pub mod model;
 pub mod retention;
 pub mod server;
+pub mod session_index;
+pub mod table;
 pub mod ui;
 
 /// Errors of the history server library.
@@ -55,6 +57,9 @@ pub enum Error {
     /// A parse worker stopped before answering (it panicked).
     #[error("a session load worker stopped unexpectedly")]
     Worker,
+    /// A setting is unusable (the message names it).
+    #[error("{0}")]
+    Setting(String),
     /// An authentication setting is unusable (the message names it).
     #[error("{0}")]
     Auth(String),

@@ -4,6 +4,7 @@
 //! order-independent, so completion order does not matter).
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use rayon::prelude::*;
 use crate::Error;
 use crate::events::{self, FileKind};
 use crate::model::{Builder, Session};
+use crate::session_index::{self, FORMAT_VERSION};
 
 /// How many event files are downloaded at once.
 const FETCH_CONCURRENCY: usize = 8;
@@ -68,11 +70,14 @@ impl LoadedSession {
     }
 }
 
-/// Loads and merges every event file of a session.
+/// Loads a session: from its stored index when it is finished and has a valid one, else by
+/// merging every event file (and then, when finished, storing its index). `index_dir` is
+/// where local copies of indexes go; `None` turns indexes off.
 pub async fn load(
     storage: &Storage,
     meta: SessionMetadata,
     nodes: Vec<NodeMetadata>,
+    index_dir: Option<&std::path::Path>,
 ) -> Result<LoadedSession, Error> {
     let started = Instant::now();
     let cluster = ClusterRef::new(meta.cluster_name.as_str(), meta.cluster_id.as_str())
@@ -81,6 +86,7 @@ pub async fn load(
     let objects: Vec<_> = storage.list(Some(&prefix)).try_collect().await?;
     let mut logs: BTreeMap<NodeId, Vec<LogFile>> = BTreeMap::new();
     let mut event_files: Vec<(Path, FileKind, u64)> = Vec::new();
+    let mut indexes: Vec<Path> = Vec::new();
     for object in objects {
         match Key::parse(&object.location) {
             Ok(Key::LogFile { node, relative, .. }) => {
@@ -98,12 +104,46 @@ pub async fn load(
             Ok(Key::Snapshot { .. }) => {
                 event_files.push((object.location.clone(), FileKind::Snapshot, object.size));
             }
+            Ok(Key::SessionIndex { .. }) => indexes.push(object.location),
             _ => {}
         }
     }
-    for files in logs.values_mut() {
-        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    let fingerprint = session_index::fingerprint(
+        event_files
+            .iter()
+            .map(|(key, _, size)| (key.as_ref(), *size)),
+    );
+    // Only a finalised session is indexed: a live one still grows.
+    let index_dir = index_dir.filter(|_| meta.state == SessionState::Finished);
+    let index_key = cluster.session_index(&meta.session_name, FORMAT_VERSION, fingerprint);
+    let mut damaged = false;
+    if let Some(dir) = index_dir
+        && indexes.contains(&index_key)
+    {
+        match session_index::fetch(storage, &index_key, fingerprint, dir).await {
+            Ok(state) => {
+                tracing::info!(
+                    session = %meta.session_name,
+                    tasks = state.tasks.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "session loaded from its index"
+                );
+                return Ok(LoadedSession {
+                    meta,
+                    nodes,
+                    cluster,
+                    state,
+                    logs: sorted(logs),
+                    loaded_at: Instant::now(),
+                });
+            }
+            Err(e) => {
+                tracing::warn!(key = %index_key, error = %e, "ignoring a session index that cannot be used; rebuilding it");
+                damaged = true;
+            }
+        }
     }
+    let logs = sorted(logs);
     // Biggest first, so the long parses start early.
     event_files.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
     let mut parsed = futures::stream::iter(event_files)
@@ -129,13 +169,27 @@ pub async fn load(
         .then(|| meta.end_time.unwrap_or(meta.last_heartbeat))
         .and_then(|t| t.timestamp_nanos_opt())
         .and_then(|t| u64::try_from(t).ok());
-    let state = on_pool(move || merged.finish_at(ended_ns)).await?;
+    let mut state = on_pool(move || merged.finish_at(ended_ns)).await?;
+    let parsed_ms = started.elapsed().as_millis() as u64;
+    if let Some(dir) = index_dir {
+        state = store_index(
+            storage,
+            state,
+            &index_key,
+            fingerprint,
+            dir,
+            damaged,
+            &indexes,
+        )
+        .await?;
+    }
     tracing::info!(
         session = %meta.session_name,
         tasks = state.tasks.len(),
         actors = state.actors.len(),
         files = state.stats.files,
         corrupt_lines = state.stats.corrupt_lines,
+        parsed_ms,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "session loaded"
     );
@@ -147,6 +201,73 @@ pub async fn load(
         logs,
         loaded_at: Instant::now(),
     })
+}
+
+fn sorted(mut logs: BTreeMap<NodeId, Vec<LogFile>>) -> BTreeMap<NodeId, Vec<LogFile>> {
+    for files in logs.values_mut() {
+        files.sort_by(|a, b| a.relative.cmp(&b.relative));
+    }
+    logs
+}
+
+/// Writes the index of a freshly parsed session to a local file and stores it (create-only;
+/// a damaged one is replaced, those of other event files or versions are deleted). Returns
+/// the session serving its tasks from the local file, or as it was when indexing failed.
+async fn store_index(
+    storage: &Storage,
+    state: Session,
+    key: &Path,
+    fingerprint: u64,
+    dir: &std::path::Path,
+    damaged: bool,
+    stale: &[Path],
+) -> Result<Session, Error> {
+    let dir = dir.to_path_buf();
+    let (state, written) = on_pool(move || {
+        let written = session_index::write_local(&state, fingerprint, &dir);
+        (state, written)
+    })
+    .await?;
+    let (file, rows) = match written {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "cannot write the session index; serving the session from memory");
+            return Ok(state);
+        }
+    };
+    let mut indexed = state;
+    indexed.tasks = indexed.tasks.with_rows_in(rows);
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut bytes = Vec::new();
+        (&file).seek(std::io::SeekFrom::Start(0))?;
+        (&file).read_to_end(&mut bytes).map(|_| bytes)
+    })
+    .await
+    .map_err(|_| Error::Worker)?;
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "cannot read the session index back to store it");
+            return Ok(indexed);
+        }
+    };
+    let stored = async {
+        if damaged {
+            storage.delete(key).await?;
+        }
+        let created = storage.put_if_absent(key, bytes.into()).await?;
+        for old in stale.iter().filter(|old| *old != key) {
+            storage.delete(old).await?;
+        }
+        Ok::<_, ray_history_storage::Error>(created)
+    };
+    match stored.await {
+        Ok(created) => tracing::info!(key = %key, created, "session index stored"),
+        Err(e) => {
+            tracing::warn!(key = %key, error = %e, "cannot store the session index; it is built again on the next load")
+        }
+    }
+    Ok(indexed)
 }
 
 /// Downloads a file as a stream and parses it in blocks of whole lines, so a big file never

@@ -23,12 +23,15 @@ use ray_history_storage::layout::SnapshotKind;
 use serde_json::value::RawValue;
 
 use crate::ids::{ActorId, JobId, NodeId, PlacementGroupId, TaskId, WorkerId};
+use crate::table::TaskTable;
 
 /// Interned text shared by many rows (function names, resource maps, runtime envs).
 pub type Text = Arc<str>;
 
 /// Ray's `TaskStatus`, numbered as in `common.proto` (the keys of export events' `state_ts_ns`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum TaskState {
     Nil = 0,
@@ -115,7 +118,19 @@ impl TaskState {
 }
 
 /// Ray's `TaskType`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
 pub enum TaskType {
     #[default]
     Normal,
@@ -148,7 +163,7 @@ impl TaskType {
 }
 
 /// A task failure.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ErrorInfo {
     /// e.g. `TASK_EXECUTION_EXCEPTION`.
     pub error_type: Text,
@@ -157,7 +172,9 @@ pub struct ErrorInfo {
 }
 
 /// Where a task's output went in its worker's log files.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TaskLogInfo {
     pub stdout_file: Text,
     pub stderr_file: Text,
@@ -168,7 +185,7 @@ pub struct TaskLogInfo {
 }
 
 /// One profiling span of a task (timeline data).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ProfileEvent {
     /// Start, nanoseconds since the epoch.
     pub start_ns: u64,
@@ -181,7 +198,7 @@ pub struct ProfileEvent {
 }
 
 /// Profiling data of a task attempt.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub component_type: Text,
     pub component_id: Text,
@@ -229,7 +246,7 @@ fn take_opt<T: Ord + Copy>(slot: &mut Option<T>, new: Option<T>) {
 }
 
 /// Definition fields of a task attempt.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskDefinition {
     pub name: Text,
     pub func_or_class_name: Text,
@@ -285,7 +302,7 @@ pub struct TaskUpdate {
 }
 
 /// Timestamps of the updates that set a task's execution fields.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Stamps {
     node: u64,
     worker: u64,
@@ -296,7 +313,7 @@ struct Stamps {
 
 /// One attempt of one task. Large, rarely present parts are boxed so that rows stay small
 /// (a million rows are one `Vec`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub task_id: TaskId,
     pub attempt: u32,
@@ -443,7 +460,9 @@ fn merge_profile(slot: &mut Option<Box<Profile>>, new: Option<Box<Profile>>) {
 }
 
 /// Ray's actor states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum ActorState {
     DependenciesUnready,
     PendingCreation,
@@ -478,7 +497,7 @@ impl ActorState {
 }
 
 /// Definition fields of an actor.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ActorDefinition {
     pub job_id: Option<JobId>,
     pub name: Text,
@@ -509,7 +528,7 @@ impl ActorDefinition {
 }
 
 /// One actor state change.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ActorTransition {
     pub ts_ns: u64,
     pub num_restarts: u32,
@@ -532,7 +551,7 @@ pub struct ActorUpdate {
 }
 
 /// A merged actor.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Actor {
     pub actor_id: ActorId,
     pub def: ActorDefinition,
@@ -561,7 +580,7 @@ impl Actor {
 }
 
 /// A driver job (one `ray.init()`), from driver-job events.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DriverJob {
     pub job_id: Option<JobId>,
     pub driver_pid: Text,
@@ -602,7 +621,9 @@ impl DriverJob {
 }
 
 /// Ray's `JobStatus` of submission jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum JobStatus {
     Pending,
     Running,
@@ -637,7 +658,7 @@ impl JobStatus {
 }
 
 /// One snapshot of a submission job (`ray job submit`).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubmissionJob {
     pub submission_id: Text,
     /// Snapshot time (unix nanos) used to pick the latest snapshot.
@@ -685,14 +706,16 @@ impl SubmissionJob {
 }
 
 /// Node states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum NodeState {
     Alive,
     Dead,
 }
 
 /// A node, merged from node events.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Node {
     pub node_id: NodeId,
     pub ip: Text,
@@ -747,7 +770,7 @@ impl Node {
 }
 
 /// A cluster event from `logs/events/event_*.log`, as Ray wrote it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterEvent {
     pub event_id: Text,
     /// Seconds since the epoch (as Ray writes it).
@@ -755,11 +778,12 @@ pub struct ClusterEvent {
     /// Job id from `custom_fields.job_id`, for `events?job_id=`.
     pub job_id: Text,
     /// The whole event, keys as Ray wrote them.
+    #[serde(with = "json_text")]
     pub json: serde_json::Value,
 }
 
 /// Counts of what a load skipped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LoadStats {
     pub files: u64,
@@ -1001,17 +1025,17 @@ impl Builder {
                 (kind, rows.into_iter().map(|(_, v)| v).collect())
             })
             .collect();
-        let mut session = Session::new(
-            tasks,
+        Session {
+            tasks: TaskTable::in_memory(tasks),
+            actors_by_id: actors_by_id(&actors),
             actors,
             driver_jobs,
             submission_jobs,
             nodes,
             events,
-            self.stats,
-        );
-        session.snapshots = snapshots;
-        session
+            stats: self.stats,
+            snapshots,
+        }
     }
 }
 
@@ -1170,75 +1194,92 @@ fn finish_task(task: &mut Task, actor_names: &HashMap<ActorId, Text>) {
     }
 }
 
-/// Index of the rows of one kind, by a key.
-pub type Index<K> = HashMap<K, Vec<u32>>;
-
-/// The frozen, indexed state of a session.
+/// The frozen state of a session.
 #[derive(Debug)]
 pub struct Session {
-    pub tasks: Vec<Task>,
+    /// Every attempt of every task.
+    pub tasks: TaskTable,
     pub actors: Vec<Actor>,
     pub driver_jobs: Vec<DriverJob>,
     pub submission_jobs: Vec<SubmissionJob>,
     pub nodes: Vec<Node>,
     pub events: Vec<ClusterEvent>,
     pub stats: LoadStats,
-    /// Task rows by task id (all attempts).
-    pub tasks_by_id: Index<TaskId>,
-    /// Task rows by job.
-    pub tasks_by_job: Index<JobId>,
-    /// Task rows by current state.
-    pub tasks_by_state: Index<TaskState>,
     /// Actor rows by actor id.
     pub actors_by_id: HashMap<ActorId, u32>,
-    /// How many rows are driver tasks (hidden by default in task lists).
-    pub driver_tasks: usize,
     /// Rows of the head's snapshots that no event stream has, by kind, sorted by id.
     pub snapshots: BTreeMap<SnapshotKind, Vec<serde_json::Value>>,
 }
 
+/// Everything of a [`Session`] but its tasks (what the session index stores as one section).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SessionRest {
+    pub actors: Vec<Actor>,
+    pub driver_jobs: Vec<DriverJob>,
+    pub submission_jobs: Vec<SubmissionJob>,
+    pub nodes: Vec<Node>,
+    pub events: Vec<ClusterEvent>,
+    pub stats: LoadStats,
+    /// Snapshot rows by kind name, as JSON text.
+    pub snapshots: Vec<(String, Vec<String>)>,
+}
+
+fn actors_by_id(actors: &[Actor]) -> HashMap<ActorId, u32> {
+    actors
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.actor_id, i as u32))
+        .collect()
+}
+
 impl Session {
-    fn new(
-        tasks: Vec<Task>,
-        actors: Vec<Actor>,
-        driver_jobs: Vec<DriverJob>,
-        submission_jobs: Vec<SubmissionJob>,
-        nodes: Vec<Node>,
-        events: Vec<ClusterEvent>,
-        stats: LoadStats,
-    ) -> Self {
-        let mut tasks_by_id: Index<TaskId> = HashMap::with_capacity(tasks.len());
-        let mut tasks_by_job: Index<JobId> = HashMap::new();
-        let mut tasks_by_state: Index<TaskState> = HashMap::new();
-        for (i, task) in tasks.iter().enumerate() {
-            let i = i as u32;
-            tasks_by_id.entry(task.task_id).or_default().push(i);
-            tasks_by_job.entry(task.job_id()).or_default().push(i);
-            tasks_by_state.entry(task.state).or_default().push(i);
-        }
-        let driver_tasks = tasks
-            .iter()
-            .filter(|t| t.def.task_type == Some(TaskType::Driver))
-            .count();
-        let actors_by_id = actors
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (a.actor_id, i as u32))
+    /// A session of `tasks` and the rest of its state.
+    pub fn new(tasks: TaskTable, rest: SessionRest) -> Self {
+        let actors_by_id = actors_by_id(&rest.actors);
+        let snapshots = rest
+            .snapshots
+            .into_iter()
+            .filter_map(|(kind, rows)| {
+                let kind = SnapshotKind::from_name(&kind)?;
+                let rows = rows
+                    .iter()
+                    .filter_map(|r| serde_json::from_str(r).ok())
+                    .collect();
+                Some((kind, rows))
+            })
             .collect();
         Session {
             tasks,
-            actors,
-            driver_jobs,
-            submission_jobs,
-            nodes,
-            events,
-            stats,
-            tasks_by_id,
-            tasks_by_job,
-            tasks_by_state,
+            actors: rest.actors,
+            driver_jobs: rest.driver_jobs,
+            submission_jobs: rest.submission_jobs,
+            nodes: rest.nodes,
+            events: rest.events,
+            stats: rest.stats,
             actors_by_id,
-            driver_tasks,
-            snapshots: BTreeMap::new(),
+            snapshots,
+        }
+    }
+
+    /// Everything but the tasks, for the session index.
+    pub fn rest(&self) -> SessionRest {
+        SessionRest {
+            actors: self.actors.clone(),
+            driver_jobs: self.driver_jobs.clone(),
+            submission_jobs: self.submission_jobs.clone(),
+            nodes: self.nodes.clone(),
+            events: self.events.clone(),
+            stats: self.stats,
+            snapshots: self
+                .snapshots
+                .iter()
+                .map(|(kind, rows)| {
+                    (
+                        kind.name().to_string(),
+                        rows.iter().map(|r| r.to_string()).collect(),
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -1259,20 +1300,26 @@ impl Session {
 
     /// Rough heap size, for the cache's byte budget.
     pub fn approx_bytes(&self) -> usize {
-        let task = std::mem::size_of::<Task>() + std::mem::size_of::<TaskDefinition>() + 32;
-        let profile: usize = self
-            .tasks
-            .iter()
-            .filter_map(|t| t.profile.as_ref())
-            .map(|p| p.events.len() * std::mem::size_of::<ProfileEvent>() + 64)
-            .sum();
-        self.tasks.len() * (task + 3 * 16)
-            + profile
+        self.tasks.approx_bytes()
             + self.actors.len() * 512
             + self.driver_jobs.len() * 512
             + self.submission_jobs.len() * 1024
             + self.nodes.len() * 512
             + self.events.len() * 1024
+    }
+}
+
+/// JSON values as their text in the session index (binary formats cannot hold `Value`).
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -1309,7 +1356,7 @@ mod tests {
         builder.task(update(1, false, &[(TaskState::Running, 5)]));
         let session = builder.finish();
         assert_eq!(session.tasks.len(), 1);
-        assert_eq!(session.tasks[0].attempt, 0);
+        assert_eq!(session.tasks.memory_rows().unwrap()[0].attempt, 0);
 
         // An attempt with more than a running state is kept even without a definition.
         let mut builder = Builder::default();

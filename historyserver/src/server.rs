@@ -33,6 +33,7 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
         args.refresh_interval,
         args.max_concurrent_loads as usize,
         metrics.clone(),
+        session_index_dir(args)?,
     );
     Ok(AppState {
         auth,
@@ -115,6 +116,27 @@ pub async fn serve_on(
     graceful.shutdown().await;
     refresher.abort();
     Ok(())
+}
+
+/// The checked `--session-index-dir` (a file can be made there), or `None` when
+/// `--session-index=false`.
+fn session_index_dir(args: &ServeArgs) -> Result<Option<std::path::PathBuf>, Error> {
+    if !args.session_index {
+        return Ok(None);
+    }
+    let dir = args
+        .session_index_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&dir)
+        .and_then(|_| tempfile::tempfile_in(&dir))
+        .map_err(|e| {
+            Error::Setting(format!(
+                "SESSION_INDEX_DIR: cannot write files in {}: {e}",
+                dir.display()
+            ))
+        })?;
+    Ok(Some(dir))
 }
 
 /// Longest `--auth-cache-ttl`.

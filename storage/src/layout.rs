@@ -43,6 +43,10 @@ pub const NODE_EVENTS_DIR: &str = "node_events";
 pub const SNAPSHOT_DIR: &str = "snapshot";
 /// Folder under a session (in `log/`) where a collector builds objects it rewrites.
 pub const STAGING_DIR: &str = "staging";
+/// Directory of a session's index files (the history server's parsed copy of its events).
+pub const INDEX_DIR: &str = "index";
+/// File extension of session index files.
+pub const INDEX_EXTENSION: &str = "rhsi";
 /// File name of the session metadata object.
 pub const METADATA_FILE: &str = "metadata.json";
 /// Folder under a session (in `metadir/`) with one object per node.
@@ -253,6 +257,19 @@ impl ClusterRef {
         ])
     }
 
+    /// `log/<cluster>/<session>/index/v<version>-<fingerprint>.rhsi`: the history server's
+    /// index of a session, for one format version and one set of event files (the
+    /// fingerprint, 16 hex digits).
+    pub fn session_index(&self, session: &SessionName, version: u32, fingerprint: u64) -> Path {
+        Path::from_iter([
+            LOG_ROOT,
+            &self.segment(),
+            session.as_str(),
+            INDEX_DIR,
+            &format!("v{version}-{fingerprint:016x}.{INDEX_EXTENSION}"),
+        ])
+    }
+
     /// `log/<cluster>/<session>/node_events/<node-id>-<unix-millis>.json`.
     pub fn node_events(&self, session: &SessionName, node: &NodeId, unix_millis: u64) -> Path {
         let file = format!("{node}-{unix_millis}.json");
@@ -433,6 +450,17 @@ pub enum Key {
         /// The staged object's path after `log/<cluster>/<session>/`, e.g. `logs/<node-id>/raylet.out`.
         of: String,
     },
+    /// The history server's index of a session.
+    SessionIndex {
+        /// Cluster it belongs to.
+        cluster: ClusterRef,
+        /// Session it indexes.
+        session: SessionName,
+        /// Its format version.
+        version: u32,
+        /// Fingerprint of the event files it was built from.
+        fingerprint: u64,
+    },
     /// A session's `metadata.json`.
     Metadata {
         /// Namespace and cluster.
@@ -528,6 +556,21 @@ impl Key {
                     kind,
                 })
             }
+            [LOG_ROOT, cluster, session, INDEX_DIR, file] => {
+                let (version, fingerprint) = file
+                    .strip_suffix(INDEX_EXTENSION)
+                    .and_then(|f| f.strip_suffix('.'))
+                    .and_then(|f| f.strip_prefix('v'))
+                    .and_then(|f| f.split_once('-'))
+                    .filter(|(_, fp)| fp.len() == 16)
+                    .ok_or_else(unknown)?;
+                Ok(Key::SessionIndex {
+                    cluster: ClusterRef::parse_segment(cluster)?,
+                    session: SessionName::new(session)?,
+                    version: version.parse().map_err(|_| unknown())?,
+                    fingerprint: u64::from_str_radix(fingerprint, 16).map_err(|_| unknown())?,
+                })
+            }
             [META_ROOT, meta, session, METADATA_FILE] => Ok(Key::Metadata {
                 meta: MetaRef::parse_segment(meta)?,
                 session: SessionName::new(session)?,
@@ -583,6 +626,12 @@ impl Key {
                 all.extend(parts.into_iter().map(str::to_string));
                 Path::from_iter(all)
             }
+            Key::SessionIndex {
+                cluster,
+                session,
+                version,
+                fingerprint,
+            } => cluster.session_index(session, *version, *fingerprint),
             Key::Metadata { meta, session } => meta.metadata(session),
             Key::NodeMeta {
                 meta,
@@ -641,6 +690,8 @@ pub fn content_type(path: &Path) -> &'static str {
         "application/json"
     } else if raw.contains("/node_events/") || raw.contains("/snapshot/") {
         "application/x-ndjson"
+    } else if raw.ends_with(INDEX_EXTENSION) && raw.contains("/index/") {
+        "application/octet-stream"
     } else {
         "text/plain; charset=utf-8"
     }
@@ -670,6 +721,7 @@ mod tests {
                 .unwrap(),
             cluster.node_events(&session(), &node(), 1_763_700_000_000),
             cluster.snapshot(&session(), SnapshotKind::PlacementGroups),
+            cluster.session_index(&session(), 1, 0x00ab_cdef_0123_4567),
             Key::parse(&cluster.node_events(&session(), &node(), 7))
                 .unwrap()
                 .staging()

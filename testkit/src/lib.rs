@@ -6,6 +6,7 @@
 mod azurite;
 pub mod cli;
 mod gcs;
+pub mod generated;
 pub mod kube;
 mod netns;
 mod process;

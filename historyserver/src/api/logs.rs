@@ -218,13 +218,12 @@ fn resolve_target(session: &LoadedSession, pairs: &[(String, String)]) -> Result
             .unwrap_or("0")
             .parse()
             .map_err(|_| ApiError::bad_request("invalid attempt_number"))?;
-        let task = session
-            .state
-            .tasks_by_id
-            .get(&id)
-            .into_iter()
-            .flatten()
-            .map(|i| &session.state.tasks[*i as usize])
+        let table = &session.state.tasks;
+        let attempts = table
+            .fetch(&table.rows_of(&id))
+            .map_err(super::tasks::read_failed)?;
+        let task = attempts
+            .iter()
             .find(|t| t.attempt == attempt)
             .ok_or_else(|| ApiError::not_found(format!("Task {text} not found")))?;
         let node = task

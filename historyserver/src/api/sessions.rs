@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::response::{self, ApiError};
 use super::{AppState, find_session};
 use crate::index::{ReportedState, SessionEntry};
-use crate::model::{TaskState, TaskType};
+use crate::model::TaskState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -255,13 +255,11 @@ async fn detail(
         .await
         .map_err(|e| ApiError::from_error(&e))?;
     let s = &loaded.state;
-    let not_driver = |t: &&crate::model::Task| t.def.task_type != Some(TaskType::Driver);
     let counts = Counts {
-        tasks: s.tasks.iter().filter(not_driver).count(),
-        failed_tasks: s
-            .tasks_by_state
-            .get(&TaskState::Failed)
-            .map_or(0, |rows| rows.len()),
+        tasks: s.tasks.len() - s.tasks.drivers(),
+        failed_tasks: (0..s.tasks.len() as u32)
+            .filter(|r| s.tasks.state(*r) == TaskState::Failed)
+            .count(),
         actors: s.actors.len(),
         jobs: s.submission_jobs.len()
             + s.driver_jobs

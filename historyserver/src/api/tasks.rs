@@ -15,7 +15,8 @@ use serde_json::value::RawValue;
 use super::response::{self, ApiError, InOrder};
 use super::{AppState, Loaded};
 use crate::ids::{ActorId, Id, JobId, TaskId};
-use crate::model::{Session, Task, TaskState, TaskType};
+use crate::model::{Task, TaskState, TaskType};
+use crate::table::TaskTable;
 
 /// Ray's default and largest `limit`.
 pub(crate) const DEFAULT_LIMIT: usize = 100;
@@ -166,63 +167,67 @@ fn column(task: &Task, column: &str) -> String {
     }
 }
 
-fn matches(task: &Task, filters: &[Filter]) -> bool {
-    filters.iter().all(|f| {
-        let value = column(task, &f.column);
-        let same = if f.column == "state" || f.column == "type" {
-            value.eq_ignore_ascii_case(&f.value)
-        } else {
-            value == f.value
-        };
-        same == f.equal
-    })
-}
-
-/// Task rows matching the query, using the indexes for id, job and state equality filters.
-fn select<'a>(
-    session: &'a Session,
-    filters: &'a [Filter],
-    exclude_driver: bool,
-) -> Box<dyn Iterator<Item = &'a Task> + 'a> {
-    let indexed: Option<&Vec<u32>> =
-        filters
-            .iter()
-            .filter(|f| f.equal)
-            .find_map(|f| match f.column.as_str() {
-                "task_id" => Some(
-                    TaskId::from_hex(&f.value)
-                        .and_then(|id| session.tasks_by_id.get(&id))
-                        .unwrap_or(empty()),
-                ),
-                "job_id" => Some(
-                    JobId::from_hex(&f.value)
-                        .and_then(|id| session.tasks_by_job.get(&id))
-                        .unwrap_or(empty()),
-                ),
-                "state" => Some(
-                    TaskState::from_name(&f.value.to_ascii_uppercase())
-                        .and_then(|s| session.tasks_by_state.get(&s))
-                        .unwrap_or(empty()),
-                ),
-                _ => None,
-            });
-    let keep = move |t: &&Task| {
-        !(exclude_driver && t.def.task_type == Some(TaskType::Driver))
-            && (filters.is_empty() || matches(t, filters))
+/// Whether a column's text passes a filter (states and types compare case-insensitively).
+fn passes(filter: &Filter, value: &str) -> bool {
+    let same = if filter.column == "state" || filter.column == "type" {
+        value.eq_ignore_ascii_case(&filter.value)
+    } else {
+        value == filter.value
     };
-    match indexed {
-        Some(rows) => Box::new(
-            rows.iter()
-                .map(|i| &session.tasks[*i as usize])
-                .filter(keep),
-        ),
-        None => Box::new(session.tasks.iter().filter(keep)),
-    }
+    same == filter.equal
 }
 
-fn empty() -> &'static Vec<u32> {
-    static EMPTY: Vec<u32> = Vec::new();
-    &EMPTY
+/// Task rows matching the query, in row order. Filters on the in-memory columns are tested
+/// there (a task id through its sorted column); only the others decode rows.
+fn select(
+    table: &TaskTable,
+    filters: &[Filter],
+    exclude_driver: bool,
+) -> Result<Vec<u32>, ApiError> {
+    let by_task = filters
+        .iter()
+        .find(|f| f.equal && f.column == "task_id")
+        .map(|f| TaskId::from_hex(&f.value));
+    let mut rows: Vec<u32> = match by_task {
+        Some(Some(id)) => table.rows_of(&id),
+        Some(None) => Vec::new(),
+        None => (0..table.len() as u32).collect(),
+    };
+    if exclude_driver {
+        rows.retain(|r| table.task_type(*r) != Some(TaskType::Driver));
+    }
+    type Keep<'a> = Box<dyn Fn(&str) -> bool + 'a>;
+    let keeps: Vec<Keep> = filters
+        .iter()
+        .map(|f| Box::new(move |v: &str| passes(f, v)) as Keep)
+        .collect();
+    let mut on_rows = Vec::new();
+    for (filter, keep) in filters.iter().zip(&keeps) {
+        match table.test(&filter.column, keep) {
+            Some(test) => rows.retain(|r| test(*r)),
+            None => on_rows.push(filter),
+        }
+    }
+    if on_rows.is_empty() {
+        return Ok(rows);
+    }
+    let mut kept = Vec::new();
+    let mut at = rows.iter();
+    table
+        .visit(rows.iter().copied(), |task| {
+            let row = at.next().copied();
+            if on_rows.iter().all(|f| passes(f, &column(&task, &f.column))) {
+                kept.extend(row);
+            }
+        })
+        .map_err(read_failed)?;
+    Ok(kept)
+}
+
+/// A session index file that cannot be read (local disk trouble).
+pub(crate) fn read_failed(error: std::io::Error) -> ApiError {
+    tracing::error!(error = %error, "cannot read the session index's rows");
+    ApiError::internal("cannot read the session's task rows")
 }
 
 pub(crate) fn parse_limit(pairs: &[(String, String)]) -> Result<usize, ApiError> {
@@ -276,36 +281,30 @@ async fn list(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<Respo
     let limit = parse_limit(&pairs)?;
     let detail = truthy(query_get(&pairs, "detail"), false);
     let exclude_driver = truthy(query_get(&pairs, "exclude_driver"), true);
-    let session = &loaded.state;
-    let row = |task| TaskRow {
-        task,
-        detail,
-        logs: &loaded,
-    };
-    let (rows, count): (Vec<TaskRow>, usize) = if filters.is_empty() {
+    let table = &loaded.state.tasks;
+    let (page, count): (Vec<u32>, usize) = if filters.is_empty() {
         // The common unfiltered page: counts are known, only `limit` rows are visited.
-        let count = session.tasks.len()
-            - if exclude_driver {
-                session.driver_tasks
-            } else {
-                0
-            };
-        let rows = select(session, &filters, exclude_driver)
+        let count = table.len() - if exclude_driver { table.drivers() } else { 0 };
+        let page = (0..table.len() as u32)
+            .filter(|r| !(exclude_driver && table.task_type(*r) == Some(TaskType::Driver)))
             .take(limit)
-            .map(row)
             .collect();
-        (rows, count)
+        (page, count)
     } else {
-        let mut rows = Vec::with_capacity(limit.min(1024));
-        let mut count = 0usize;
-        for task in select(session, &filters, exclude_driver) {
-            if rows.len() < limit {
-                rows.push(row(task));
-            }
-            count += 1;
-        }
-        (rows, count)
+        let mut selected = select(table, &filters, exclude_driver)?;
+        let count = selected.len();
+        selected.truncate(limit);
+        (selected, count)
     };
+    let tasks = table.fetch(&page).map_err(read_failed)?;
+    let rows: Vec<TaskRow> = tasks
+        .iter()
+        .map(|task| TaskRow {
+            task,
+            detail,
+            logs: &loaded,
+        })
+        .collect();
     Ok(response::ok(
         "",
         Wrapped {
@@ -553,10 +552,11 @@ async fn summarize(
     }
     let filters = parse_filters(&pairs, &TASK_FILTER_COLUMNS)?;
     let session = &loaded.state;
-    let selected: Vec<&Task> = select(session, &filters, true).collect();
+    let table = &session.tasks;
+    let selected = select(table, &filters, true)?;
     let (mut tasks, mut actor_tasks, mut actor_scheduled) = (0, 0, 0);
-    for task in &selected {
-        match task.def.task_type.unwrap_or_default() {
+    for row in &selected {
+        match table.task_type(*row).unwrap_or_default() {
             TaskType::Normal => tasks += 1,
             TaskType::Actor => actor_tasks += 1,
             TaskType::ActorCreation => actor_scheduled += 1,
@@ -565,8 +565,10 @@ async fn summarize(
     }
     let count = selected.len();
     if by == "lineage" {
+        let rows = table.fetch(&selected).map_err(read_failed)?;
+        let refs: Vec<&Task> = rows.iter().map(|t| t.as_ref()).collect();
         let cluster = LineageSummary {
-            summary: super::lineage::tree(session, &selected),
+            summary: super::lineage::tree(session, &refs),
             total_tasks: tasks,
             total_actor_tasks: actor_tasks,
             total_actor_scheduled: actor_scheduled,
@@ -581,18 +583,20 @@ async fn summarize(
         ));
     }
     // Ray groups its task list, sorted by task id, in order of first appearance.
-    let mut sorted = selected.clone();
-    sorted.sort_by_key(|t| (t.task_id, t.attempt));
+    let mut chosen = vec![false; table.len()];
+    for row in &selected {
+        chosen[*row as usize] = true;
+    }
     let mut summary: InOrder<&str, FuncSummary> = InOrder(Vec::new());
-    for task in &sorted {
-        let task_type = task.def.task_type.unwrap_or_default();
-        let name: &str = &task.def.name;
+    for row in table.by_id().iter().filter(|r| chosen[**r as usize]) {
+        let task_type = table.task_type(*row).unwrap_or_default();
+        let name: &str = table.name(*row);
         let entry = summary.entry(name, || FuncSummary {
             func_or_class_name: name,
             task_type: task_type.name(),
             state_counts: InOrder(Vec::new()),
         });
-        *entry.state_counts.entry(task.state.name(), || 0) += 1;
+        *entry.state_counts.entry(table.state(*row).name(), || 0) += 1;
     }
     let cluster = ClusterSummary {
         summary,
@@ -640,82 +644,87 @@ async fn timeline(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<R
         ),
         None => None,
     };
-    let session = &loaded.state;
+    let table = &loaded.state.tasks;
     // Indexes in order of first appearance, like Ray: nodes by IP, workers across all nodes.
-    let mut nodes: Vec<&str> = Vec::new();
+    let mut nodes: Vec<String> = Vec::new();
     let mut workers: Vec<(usize, String)> = Vec::new();
     let mut spans = Vec::new();
-    for task in &session.tasks {
-        if job.is_some_and(|j| task.job_id() != j) || task.def.task_type == Some(TaskType::Driver) {
-            continue;
-        }
-        let Some(profile) = task
-            .profile
-            .as_ref()
-            .filter(|p| matches!(&*p.component_type, "worker" | "driver"))
-        else {
-            continue;
-        };
-        let pid = match nodes.iter().position(|n| *n == &*profile.node_ip_address) {
-            Some(i) => i,
-            None => {
-                nodes.push(&profile.node_ip_address);
-                nodes.len() - 1
+    let rows: Vec<u32> = (0..table.len() as u32)
+        .filter(|r| table.task_type(*r) != Some(TaskType::Driver))
+        .collect();
+    table
+        .visit(rows, |task| {
+            if job.is_some_and(|j| task.job_id() != j) {
+                return;
             }
-        };
-        let component = format!("{}:{}", profile.component_type, profile.component_id);
-        let tid = match workers.iter().position(|w| w.0 == pid && w.1 == component) {
-            Some(i) => i,
-            None => {
-                workers.push((pid, component));
-                workers.len() - 1
-            }
-        };
-        for event in &profile.events {
-            let mut args = match serde_json::from_str::<serde_json::Value>(&event.extra_data) {
-                Ok(serde_json::Value::Object(map)) => map,
-                _ => serde_json::Map::new(),
+            let Some(profile) = task
+                .profile
+                .as_ref()
+                .filter(|p| matches!(&*p.component_type, "worker" | "driver"))
+            else {
+                return;
             };
-            let name = args
-                .get("name")
-                .and_then(|n| n.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| event.name.to_string());
-            let cname_key = args
-                .get("cname")
-                .and_then(|c| c.as_str())
-                .map(str::to_string)
-                .unwrap_or_else(|| event.name.to_string());
-            args.insert("task_id".into(), task.task_id.hex().into());
-            args.insert("job_id".into(), task.job_id().hex().into());
-            args.insert("attempt_number".into(), task.attempt.into());
-            args.insert(
-                "func_or_class_name".into(),
-                task.def.func_or_class_name.to_string().into(),
-            );
-            args.insert(
-                "actor_id".into(),
-                task.def
-                    .actor_id
-                    .map(|a: ActorId| a.hex().into())
-                    .unwrap_or(serde_json::Value::Null),
-            );
-            // The same float arithmetic as Ray (ns -> ms -> µs), so values match exactly.
-            let start_ms = event.start_ns as f64 / 1e6;
-            let end_ms = event.end_ns as f64 / 1e6;
-            spans.push(serde_json::json!({
-                "cat": &*event.name,
-                "name": name,
-                "pid": pid,
-                "tid": tid,
-                "ts": start_ms * 1e3,
-                "dur": end_ms * 1e3 - start_ms * 1e3,
-                "cname": cname(&cname_key),
-                "args": args,
-                "ph": "X",
-            }));
-        }
-    }
+            let pid = match nodes.iter().position(|n| **n == *profile.node_ip_address) {
+                Some(i) => i,
+                None => {
+                    nodes.push(profile.node_ip_address.to_string());
+                    nodes.len() - 1
+                }
+            };
+            let component = format!("{}:{}", profile.component_type, profile.component_id);
+            let tid = match workers.iter().position(|w| w.0 == pid && w.1 == component) {
+                Some(i) => i,
+                None => {
+                    workers.push((pid, component));
+                    workers.len() - 1
+                }
+            };
+            for event in &profile.events {
+                let mut args = match serde_json::from_str::<serde_json::Value>(&event.extra_data) {
+                    Ok(serde_json::Value::Object(map)) => map,
+                    _ => serde_json::Map::new(),
+                };
+                let name = args
+                    .get("name")
+                    .and_then(|n| n.as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| event.name.to_string());
+                let cname_key = args
+                    .get("cname")
+                    .and_then(|c| c.as_str())
+                    .map(str::to_string)
+                    .unwrap_or_else(|| event.name.to_string());
+                args.insert("task_id".into(), task.task_id.hex().into());
+                args.insert("job_id".into(), task.job_id().hex().into());
+                args.insert("attempt_number".into(), task.attempt.into());
+                args.insert(
+                    "func_or_class_name".into(),
+                    task.def.func_or_class_name.to_string().into(),
+                );
+                args.insert(
+                    "actor_id".into(),
+                    task.def
+                        .actor_id
+                        .map(|a: ActorId| a.hex().into())
+                        .unwrap_or(serde_json::Value::Null),
+                );
+                // The same float arithmetic as Ray (ns -> ms -> µs), so values match exactly.
+                let start_ms = event.start_ns as f64 / 1e6;
+                let end_ms = event.end_ns as f64 / 1e6;
+                spans.push(serde_json::json!({
+                    "cat": &*event.name,
+                    "name": name,
+                    "pid": pid,
+                    "tid": tid,
+                    "ts": start_ms * 1e3,
+                    "dur": end_ms * 1e3 - start_ms * 1e3,
+                    "cname": cname(&cname_key),
+                    "args": args,
+                    "ph": "X",
+                }));
+            }
+        })
+        .map_err(read_failed)?;
     for (pid, ip) in nodes.iter().enumerate() {
         spans.push(serde_json::json!({
             "name": "process_name", "args": {"name": format!("Node {ip}")},

@@ -570,7 +570,7 @@ mod tests {
         let mut builder = Builder::default();
         assert!(parse_line(line, &mut builder));
         let session = builder.finish();
-        let task = &session.tasks[0];
+        let task = &session.tasks.memory_rows().unwrap()[0];
         assert_eq!(task.state, TaskState::Finished);
         assert_eq!(&*task.def.name, "f");
         assert_eq!(

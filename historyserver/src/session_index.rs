@@ -1,0 +1,315 @@
+//! The session index: a finished session's parsed state, stored next to its events at
+//! `log/<cluster>/<session>/index/v<version>-<fingerprint>.rhsi`, so that every replica and
+//! every restart reads it instead of parsing the events again, and serves its tasks from a
+//! local copy a block at a time instead of holding every row in memory.
+//!
+//! The name carries the format version and a fingerprint of the event files it was built
+//! from: a new format or late events make another name, which is built anew; the old one is
+//! deleted. Files are written create-only, so two servers building at once leave one.
+//!
+//! A file is, in order (integers little-endian):
+//!
+//! | part | content |
+//! |---|---|
+//! | header | `RHSINDEX`, format version (u32) |
+//! | task blocks | [`ROWS_PER_BLOCK`] rows each, zstd-compressed postcard of `Vec<Task>` |
+//! | columns | zstd-compressed postcard of the task table's in-memory columns |
+//! | rest | zstd-compressed postcard of actors, jobs, nodes, events, snapshots, load counts |
+//! | footer | postcard of [`Footer`]: version, fingerprint, row count, where every part is |
+//! | trailer | footer length (u32), CRC-32 of everything before it (u32), `RHSINDEX` |
+//!
+//! A file that fails any check (magic, version, fingerprint, checksum, decoding) is ignored
+//! with a warning and rebuilt, never trusted.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path as FsPath;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Session, SessionRest};
+use crate::table::{Columns, RowFile, TaskTable, encode_block};
+
+/// Version of the file format; part of the object name.
+pub const FORMAT_VERSION: u32 = 1;
+/// Rows per task block: a page of 100 rows decodes one or two blocks of about 10 KB.
+pub const ROWS_PER_BLOCK: usize = 256;
+
+const MAGIC: &[u8; 8] = b"RHSINDEX";
+const HEADER_LEN: u64 = 12;
+const TRAILER_LEN: u64 = 16;
+/// Largest decoded section (columns or rest) accepted: a foreign file cannot make a read
+/// allocate more.
+const MAX_SECTION_BYTES: usize = 4 << 30;
+
+/// Why a stored index is not used.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// Reading or writing the local copy failed.
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] ray_history_storage::Error),
+    /// Not a session index (wrong magic or too short).
+    #[error("not a session index file")]
+    NotAnIndex,
+    /// Another format version.
+    #[error("format version {0}, this server reads {FORMAT_VERSION}")]
+    Version(u32),
+    /// Built from other event files.
+    #[error("built from other event files")]
+    Fingerprint,
+    /// The checksum does not match: the file is damaged.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// A part does not decode.
+    #[error("cannot decode its {0}: {1}")]
+    Corrupt(&'static str, String),
+}
+
+/// Where each part of the file is.
+#[derive(Debug, Serialize, Deserialize)]
+struct Footer {
+    version: u32,
+    fingerprint: u64,
+    rows: u64,
+    rows_per_block: u32,
+    blocks: Vec<(u64, u32)>,
+    columns: (u64, u32),
+    rest: (u64, u32),
+}
+
+/// Fingerprint of the event files a session's state is parsed from: `(key, size)` pairs, in
+/// any order.
+pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
+    let mut files: Vec<(&str, u64)> = files.into_iter().collect();
+    files.sort_unstable();
+    let mut hash = Sha256::new();
+    hash.update(FORMAT_VERSION.to_le_bytes());
+    for (key, size) in files {
+        hash.update(key.as_bytes());
+        hash.update([0]);
+        hash.update(size.to_le_bytes());
+    }
+    let digest = hash.finalize();
+    u64::from_be_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a SHA-256 digest has 32 bytes"),
+    )
+}
+
+/// Writes `session` as an index file to `out` (at its start) and returns where its task
+/// blocks are. Blocks are compressed in parallel on the rayon pool.
+pub fn write(session: &Session, fingerprint: u64, out: &mut File) -> io::Result<Vec<(u64, u32)>> {
+    let table = &session.tasks;
+    let encoded: Vec<Vec<u8>> = match table.memory_rows() {
+        Some(rows) => rows
+            .par_chunks(ROWS_PER_BLOCK)
+            .map(encode_block)
+            .collect::<io::Result<_>>()?,
+        None => {
+            return Err(io::Error::other(
+                "only a session parsed from its events is indexed",
+            ));
+        }
+    };
+    let mut out = Checksummed::new(io::BufWriter::with_capacity(1 << 20, out));
+    out.write_all(MAGIC)?;
+    out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+    let mut blocks = Vec::with_capacity(encoded.len());
+    for block in &encoded {
+        blocks.push((out.written, block.len() as u32));
+        out.write_all(block)?;
+    }
+    drop(encoded);
+    let columns = section(table.columns())?;
+    let columns_at = (out.written, columns.len() as u32);
+    out.write_all(&columns)?;
+    let rest = section(&session.rest())?;
+    let rest_at = (out.written, rest.len() as u32);
+    out.write_all(&rest)?;
+    let footer = postcard::to_stdvec(&Footer {
+        version: FORMAT_VERSION,
+        fingerprint,
+        rows: table.len() as u64,
+        rows_per_block: ROWS_PER_BLOCK as u32,
+        blocks: blocks.clone(),
+        columns: columns_at,
+        rest: rest_at,
+    })
+    .map_err(io::Error::other)?;
+    out.write_all(&footer)?;
+    out.write_all(&(footer.len() as u32).to_le_bytes())?;
+    let crc = out.crc.clone().finalize();
+    let mut inner = out.inner;
+    inner.write_all(&crc.to_le_bytes())?;
+    inner.write_all(MAGIC)?;
+    inner.flush()?;
+    Ok(blocks)
+}
+
+fn section<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let raw = postcard::to_stdvec(value).map_err(io::Error::other)?;
+    zstd::bulk::compress(&raw, 1)
+}
+
+fn read_section<T: for<'de> Deserialize<'de>>(
+    file: &File,
+    (offset, len): (u64, u32),
+    what: &'static str,
+) -> Result<T, IndexError> {
+    let mut compressed = vec![0u8; len as usize];
+    file.read_exact_at(&mut compressed, offset)?;
+    let raw = zstd::bulk::decompress(&compressed, MAX_SECTION_BYTES)
+        .map_err(|e| IndexError::Corrupt(what, e.to_string()))?;
+    postcard::from_bytes(&raw).map_err(|e| IndexError::Corrupt(what, e.to_string()))
+}
+
+/// A writer that counts and checksums what passes through.
+struct Checksummed<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Checksummed<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            crc: crc32fast::Hasher::new(),
+            written: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Checksummed<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Opens an index file: checks it whole, then decodes its columns and the rest of the
+/// session; the task rows stay in the file.
+pub fn open(mut file: File, fingerprint: u64) -> Result<Session, IndexError> {
+    let len = file.seek(SeekFrom::End(0))?;
+    if len < HEADER_LEN + TRAILER_LEN {
+        return Err(IndexError::NotAnIndex);
+    }
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)?;
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    file.read_exact_at(&mut trailer, len - TRAILER_LEN)?;
+    if &header[..8] != MAGIC || &trailer[8..] != MAGIC {
+        return Err(IndexError::NotAnIndex);
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(IndexError::Version(version));
+    }
+    let footer_len = u64::from(u32::from_le_bytes(
+        trailer[..4].try_into().expect("4 bytes"),
+    ));
+    let stored_crc = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
+    let body = len - 8 - 4;
+    let mut crc = crc32fast::Hasher::new();
+    file.seek(SeekFrom::Start(0))?;
+    let mut reader = io::BufReader::with_capacity(1 << 20, (&file).take(body));
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        crc.update(&buf[..n]);
+    }
+    if crc.finalize() != stored_crc {
+        return Err(IndexError::Checksum);
+    }
+    let footer_at = body
+        .checked_sub(4 + footer_len)
+        .filter(|at| *at >= HEADER_LEN)
+        .ok_or(IndexError::Corrupt("footer", "bad length".into()))?;
+    let mut raw = vec![0u8; footer_len as usize];
+    file.read_exact_at(&mut raw, footer_at)?;
+    let footer: Footer =
+        postcard::from_bytes(&raw).map_err(|e| IndexError::Corrupt("footer", e.to_string()))?;
+    if footer.version != FORMAT_VERSION {
+        return Err(IndexError::Version(footer.version));
+    }
+    if footer.fingerprint != fingerprint {
+        return Err(IndexError::Fingerprint);
+    }
+    let inside = |(at, n): (u64, u32)| at >= HEADER_LEN && at + u64::from(n) <= footer_at;
+    if !footer.blocks.iter().all(|b| inside(*b)) || !inside(footer.columns) || !inside(footer.rest)
+    {
+        return Err(IndexError::Corrupt(
+            "footer",
+            "a part lies outside the file".into(),
+        ));
+    }
+    let columns: Columns = read_section(&file, footer.columns, "columns")?;
+    let rest: SessionRest = read_section(&file, footer.rest, "session state")?;
+    let per = u64::from(footer.rows_per_block.max(1));
+    if columns.rows() as u64 != footer.rows
+        || (footer.blocks.len() as u64) != footer.rows.div_ceil(per)
+    {
+        return Err(IndexError::Corrupt("footer", "row counts disagree".into()));
+    }
+    let rows = RowFile {
+        file,
+        blocks: footer.blocks,
+        rows_per_block: footer.rows_per_block.max(1),
+    };
+    Ok(Session::new(TaskTable::in_file(columns, rows), rest))
+}
+
+/// Writes the index of `session` to a new unlinked file in `dir`; returns the file and its
+/// rows, for [`TaskTable::with_rows_in`].
+pub fn write_local(
+    session: &Session,
+    fingerprint: u64,
+    dir: &FsPath,
+) -> io::Result<(File, RowFile)> {
+    let mut file = tempfile::tempfile_in(dir)?;
+    let blocks = write(session, fingerprint, &mut file)?;
+    let rows = RowFile {
+        file: file.try_clone()?,
+        blocks,
+        rows_per_block: ROWS_PER_BLOCK as u32,
+    };
+    Ok((file, rows))
+}
+
+/// Downloads a stored index into a new unlinked file in `dir` and opens it.
+pub async fn fetch(
+    storage: &ray_history_storage::Storage,
+    key: &Path,
+    fingerprint: u64,
+    dir: &FsPath,
+) -> Result<Session, IndexError> {
+    let file = tempfile::tempfile_in(dir)?;
+    let mut out = io::BufWriter::with_capacity(1 << 20, file.try_clone()?);
+    let (_, mut stream) = storage.get_stream(key, None).await?;
+    while let Some(chunk) = stream.try_next().await? {
+        out.write_all(&chunk)?;
+    }
+    out.flush()?;
+    drop(out);
+    tokio::task::spawn_blocking(move || open(file, fingerprint))
+        .await
+        .map_err(|e| IndexError::Io(io::Error::other(e)))?
+}

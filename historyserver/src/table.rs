@@ -1,0 +1,383 @@
+//! The task table of a session. The columns that filters, counts and sorts use are kept in
+//! memory for every row (dictionary-encoded: each distinct value once, a code per row); the
+//! rows themselves are either in memory (a session parsed from its events) or in a session
+//! index file on local disk ([`crate::session_index`]), read and decoded a block at a time.
+//! A million rows cost about 70 MB of columns instead of the rows' 600 MB.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ActorId, JobId, NodeId, PlacementGroupId, TaskId, WorkerId};
+use crate::model::{Task, TaskState, TaskType, Text};
+
+/// Each distinct value once, and the index of its value for every row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Dict<T> {
+    values: Vec<T>,
+    codes: Vec<u32>,
+}
+
+impl<T: Clone + Eq + Hash> Dict<T> {
+    fn build<'a>(rows: impl Iterator<Item = T> + 'a) -> Self {
+        let mut seen: HashMap<T, u32> = HashMap::new();
+        let mut dict = Dict {
+            values: Vec::new(),
+            codes: Vec::new(),
+        };
+        for value in rows {
+            let code = *seen.entry(value.clone()).or_insert_with(|| {
+                dict.values.push(value);
+                (dict.values.len() - 1) as u32
+            });
+            dict.codes.push(code);
+        }
+        dict
+    }
+
+    fn get(&self, row: u32) -> &T {
+        &self.values[self.codes[row as usize] as usize]
+    }
+
+    /// A row test from a test of each distinct value's text.
+    fn test<'a>(&'a self, text: impl Fn(&T) -> String, keep: &dyn Fn(&str) -> bool) -> RowTest<'a> {
+        let ok: Vec<bool> = self.values.iter().map(|v| keep(&text(v))).collect();
+        Box::new(move |row| ok[self.codes[row as usize] as usize])
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.codes.len() * 4 + self.values.len() * (std::mem::size_of::<T>() + 16)
+    }
+}
+
+/// The in-memory columns of every row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Columns {
+    task_id: Vec<TaskId>,
+    attempt: Vec<u32>,
+    state: Vec<TaskState>,
+    task_type: Vec<Option<TaskType>>,
+    job: Dict<JobId>,
+    name: Dict<Text>,
+    func: Dict<Text>,
+    actor: Dict<Option<ActorId>>,
+    node: Dict<Option<NodeId>>,
+    worker: Dict<Option<WorkerId>>,
+    error_type: Dict<Option<Text>>,
+    language: Dict<Text>,
+    placement_group: Dict<Option<PlacementGroupId>>,
+    /// Rows ordered by task id, then attempt.
+    by_id: Vec<u32>,
+    drivers: usize,
+}
+
+impl Columns {
+    /// The columns of `tasks`, in their order.
+    pub fn of(tasks: &[Task]) -> Self {
+        let mut by_id: Vec<u32> = (0..tasks.len() as u32).collect();
+        by_id.sort_by_key(|i| {
+            let t = &tasks[*i as usize];
+            (t.task_id, t.attempt, *i)
+        });
+        Columns {
+            task_id: tasks.iter().map(|t| t.task_id).collect(),
+            attempt: tasks.iter().map(|t| t.attempt).collect(),
+            state: tasks.iter().map(|t| t.state).collect(),
+            task_type: tasks.iter().map(|t| t.def.task_type).collect(),
+            job: Dict::build(tasks.iter().map(Task::job_id)),
+            name: Dict::build(tasks.iter().map(|t| t.def.name.clone())),
+            func: Dict::build(tasks.iter().map(|t| t.def.func_or_class_name.clone())),
+            actor: Dict::build(tasks.iter().map(|t| t.def.actor_id)),
+            node: Dict::build(tasks.iter().map(|t| t.node_id)),
+            worker: Dict::build(tasks.iter().map(|t| t.worker_id)),
+            error_type: Dict::build(
+                tasks
+                    .iter()
+                    .map(|t| t.error.as_ref().map(|e| e.error_type.clone())),
+            ),
+            language: Dict::build(tasks.iter().map(|t| t.def.language.clone())),
+            placement_group: Dict::build(tasks.iter().map(|t| t.def.placement_group_id)),
+            by_id,
+            drivers: tasks
+                .iter()
+                .filter(|t| t.def.task_type == Some(TaskType::Driver))
+                .count(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.task_id.len()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.task_id.len() * (24 + 4 + 1 + 2 + 4)
+            + self.job.heap_bytes()
+            + self.name.heap_bytes()
+            + self.func.heap_bytes()
+            + self.actor.heap_bytes()
+            + self.node.heap_bytes()
+            + self.worker.heap_bytes()
+            + self.error_type.heap_bytes()
+            + self.language.heap_bytes()
+            + self.placement_group.heap_bytes()
+    }
+}
+
+/// Where the rows are.
+#[derive(Debug)]
+enum Rows {
+    Memory(Vec<Task>),
+    File(RowFile),
+}
+
+/// Rows in blocks of a session index file on local disk (the file is unlinked: it goes away
+/// with its handle).
+#[derive(Debug)]
+pub struct RowFile {
+    /// The open file.
+    pub file: std::fs::File,
+    /// `(offset, length)` of each block: zstd-compressed postcard of a `Vec<Task>`.
+    pub blocks: Vec<(u64, u32)>,
+    /// Rows per block (the last one may hold fewer).
+    pub rows_per_block: u32,
+}
+
+impl RowFile {
+    fn block(&self, index: usize) -> io::Result<Vec<Task>> {
+        let (offset, len) = *self
+            .blocks
+            .get(index)
+            .ok_or_else(|| io::Error::other(format!("no block {index} in the session index")))?;
+        let mut compressed = vec![0u8; len as usize];
+        self.file.read_exact_at(&mut compressed, offset)?;
+        decode_block(&compressed)
+    }
+}
+
+/// Decodes one block of rows.
+pub fn decode_block(compressed: &[u8]) -> io::Result<Vec<Task>> {
+    let raw = zstd::bulk::decompress(compressed, MAX_BLOCK_BYTES)?;
+    postcard::from_bytes(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Encodes one block of rows.
+pub fn encode_block(rows: &[Task]) -> io::Result<Vec<u8>> {
+    let raw = postcard::to_stdvec(rows).map_err(io::Error::other)?;
+    zstd::bulk::compress(&raw, 1)
+}
+
+/// Largest decoded block accepted (a foreign file cannot make a read allocate more).
+const MAX_BLOCK_BYTES: usize = 256 << 20;
+
+/// A row test on one column; `None` from [`TaskTable::test`] means the column needs the rows.
+pub type RowTest<'a> = Box<dyn Fn(u32) -> bool + 'a>;
+
+/// All attempts of all tasks of a session.
+#[derive(Debug)]
+pub struct TaskTable {
+    columns: Columns,
+    rows: Rows,
+}
+
+impl TaskTable {
+    /// A table over rows held in memory.
+    pub fn in_memory(tasks: Vec<Task>) -> Self {
+        TaskTable {
+            columns: Columns::of(&tasks),
+            rows: Rows::Memory(tasks),
+        }
+    }
+
+    /// A table over the rows of a session index file, with their columns.
+    pub fn in_file(columns: Columns, file: RowFile) -> Self {
+        TaskTable {
+            columns,
+            rows: Rows::File(file),
+        }
+    }
+
+    /// The same table with its rows read from `file` (which holds these rows).
+    pub fn with_rows_in(self, file: RowFile) -> Self {
+        TaskTable {
+            columns: self.columns,
+            rows: Rows::File(file),
+        }
+    }
+
+    /// The columns (what the session index stores beside the rows).
+    pub fn columns(&self) -> &Columns {
+        &self.columns
+    }
+
+    /// The rows when they are in memory.
+    pub fn memory_rows(&self) -> Option<&[Task]> {
+        match &self.rows {
+            Rows::Memory(rows) => Some(rows),
+            Rows::File(_) => None,
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.columns.task_id.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of driver tasks (hidden by default in task lists).
+    pub fn drivers(&self) -> usize {
+        self.columns.drivers
+    }
+
+    /// The current state of a row.
+    pub fn state(&self, row: u32) -> TaskState {
+        self.columns.state[row as usize]
+    }
+
+    /// The type of a row, as the task's definition gives it.
+    pub fn task_type(&self, row: u32) -> Option<TaskType> {
+        self.columns.task_type[row as usize]
+    }
+
+    /// The task name of a row.
+    pub fn name(&self, row: u32) -> &Text {
+        self.columns.name.get(row)
+    }
+
+    /// Rows ordered by task id, then attempt.
+    pub fn by_id(&self) -> &[u32] {
+        &self.columns.by_id
+    }
+
+    /// The rows (every attempt) of one task, in row order.
+    pub fn rows_of(&self, task: &TaskId) -> Vec<u32> {
+        let ids = &self.columns.task_id;
+        let by_id = &self.columns.by_id;
+        let start = by_id.partition_point(|r| ids[*r as usize] < *task);
+        let end = by_id.partition_point(|r| ids[*r as usize] <= *task);
+        let mut rows = by_id[start..end].to_vec();
+        rows.sort_unstable();
+        rows
+    }
+
+    /// A test of a column's text (as Ray's filters compare it) for every row, from the
+    /// columns alone; `None` when the column is not kept in memory.
+    pub fn test<'a>(&'a self, column: &str, keep: &'a dyn Fn(&str) -> bool) -> Option<RowTest<'a>> {
+        let c = &self.columns;
+        fn hex<const N: usize>(id: &Option<crate::ids::Id<N>>) -> String {
+            id.map(|i| i.hex()).unwrap_or_default()
+        }
+        Some(match column {
+            "task_id" => Box::new(move |row| keep(&c.task_id[row as usize].hex())),
+            "attempt_number" => Box::new(move |row| keep(&c.attempt[row as usize].to_string())),
+            "state" => {
+                let ok: Vec<bool> = TaskState::ALL.iter().map(|s| keep(s.name())).collect();
+                Box::new(move |row| ok[c.state[row as usize] as usize])
+            }
+            "type" => {
+                let ok: HashMap<Option<TaskType>, bool> = [
+                    None,
+                    Some(TaskType::Normal),
+                    Some(TaskType::ActorCreation),
+                    Some(TaskType::Actor),
+                    Some(TaskType::Driver),
+                ]
+                .into_iter()
+                .map(|t| (t, keep(t.unwrap_or_default().name())))
+                .collect();
+                Box::new(move |row| ok[&c.task_type[row as usize]])
+            }
+            "job_id" => c.job.test(|j| j.hex(), keep),
+            "name" => c.name.test(|t| t.to_string(), keep),
+            "func_or_class_name" => c.func.test(|t| t.to_string(), keep),
+            "actor_id" => c.actor.test(hex, keep),
+            "node_id" => c.node.test(hex, keep),
+            "worker_id" => c.worker.test(hex, keep),
+            "error_type" => c
+                .error_type
+                .test(|e| e.as_deref().unwrap_or_default().to_string(), keep),
+            "language" => c.language.test(|t| t.to_string(), keep),
+            "placement_group_id" => c.placement_group.test(hex, keep),
+            _ => return None,
+        })
+    }
+
+    /// The rows at `rows` (any order; each block is decoded once per run of its rows).
+    pub fn fetch(&self, rows: &[u32]) -> io::Result<Vec<Cow<'_, Task>>> {
+        let mut out = Vec::with_capacity(rows.len());
+        self.visit(rows.iter().copied(), |task| out.push(task))?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each row of `rows`, in that order, without holding more than one
+    /// decoded block.
+    pub fn visit<'a>(
+        &'a self,
+        rows: impl IntoIterator<Item = u32>,
+        mut f: impl FnMut(Cow<'a, Task>),
+    ) -> io::Result<()> {
+        match &self.rows {
+            Rows::Memory(tasks) => {
+                for row in rows {
+                    f(Cow::Borrowed(&tasks[row as usize]));
+                }
+            }
+            Rows::File(file) => {
+                let per = file.rows_per_block as usize;
+                let mut current: Option<(usize, Vec<Task>)> = None;
+                for row in rows {
+                    let block = row as usize / per;
+                    if current.as_ref().is_none_or(|(b, _)| *b != block) {
+                        current = Some((block, file.block(block)?));
+                    }
+                    let (_, tasks) = current.as_ref().expect("loaded above");
+                    let task = tasks.get(row as usize % per).ok_or_else(|| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "short block in the session index",
+                        )
+                    })?;
+                    f(Cow::Owned(task.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every row, in row order.
+    pub fn all(&self) -> io::Result<Vec<Task>> {
+        let mut out = Vec::with_capacity(self.len());
+        self.visit_all(|task| out.push(task.into_owned()))?;
+        Ok(out)
+    }
+
+    /// Calls `f` with every row in row order.
+    pub fn visit_all<'a>(&'a self, f: impl FnMut(Cow<'a, Task>)) -> io::Result<()> {
+        self.visit(0..self.len() as u32, f)
+    }
+
+    /// Rough heap size, for the cache's byte budget.
+    pub fn approx_bytes(&self) -> usize {
+        let rows = match &self.rows {
+            Rows::Memory(tasks) => {
+                let task = std::mem::size_of::<Task>() + 200;
+                let profile: usize = tasks
+                    .iter()
+                    .filter_map(|t| t.profile.as_ref())
+                    .map(|p| p.events.len() * 64 + 64)
+                    .sum();
+                tasks.len() * task + profile
+            }
+            Rows::File(file) => file.blocks.len() * 12,
+        };
+        self.columns.heap_bytes() + rows
+    }
+}

@@ -1,0 +1,347 @@
+//! The session index: every answer served from a stored index equals the answer parsed from
+//! the event files (a session recorded from a live Ray 2.60 head, and a generated 100k-task
+//! session under random filters and pages); a damaged, truncated or foreign index is ignored
+//! and rebuilt; two servers building at once leave exactly one valid index.
+
+mod support;
+
+use std::path::PathBuf;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use proptest::prelude::*;
+use ray_history_server::session_index;
+use ray_history_storage::layout::{ClusterRef, Key, NodeId, SessionName};
+use ray_history_storage::{Storage, StorageConfig};
+use ray_history_testkit::generated;
+
+/// The recorded session and its head node id.
+fn recorded() -> (PathBuf, &'static str, String) {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/live-export");
+    let node = std::fs::read_to_string(data.join("ids.txt"))
+        .unwrap()
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("NODE=").map(str::to_string))
+        .unwrap();
+    (
+        data.join("session"),
+        "session_2026-11-21_05-21-56_756984_14093",
+        node,
+    )
+}
+
+/// A server that parses events every time (the reference), and one that uses the index.
+async fn servers(storage: &Storage, index_dir: &tempfile::TempDir) -> (String, String) {
+    let mut plain = support::serve_args();
+    plain.session_index = false;
+    let mut indexed = support::serve_args();
+    indexed.session_index_dir = Some(index_dir.path().to_path_buf());
+    (
+        support::serve(storage.clone(), plain).await,
+        support::serve(storage.clone(), indexed).await,
+    )
+}
+
+/// Every stored index object of the storage.
+async fn index_objects(storage: &Storage) -> Vec<Path> {
+    storage
+        .list(None)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.location)
+        .filter(|p| matches!(Key::parse(p), Ok(Key::SessionIndex { .. })))
+        .collect()
+}
+
+/// Requests whose answers must not depend on where the rows come from.
+fn recorded_paths(node: &str) -> Vec<String> {
+    let mut paths: Vec<String> = [
+        "api/v0/tasks?limit=1000&detail=1",
+        "api/v0/tasks?limit=3",
+        "api/v0/tasks?exclude_driver=false&limit=1000",
+        "api/v0/tasks?filter_keys=state&filter_predicates=%3D&filter_values=failed&detail=1",
+        "api/v0/tasks?filter_keys=state&filter_predicates=!%3D&filter_values=FINISHED",
+        "api/v0/tasks?filter_keys=type&filter_predicates=%3D&filter_values=actor_task",
+        "api/v0/tasks?filter_keys=name&filter_predicates=%3D&filter_values=square",
+        "api/v0/tasks?filter_keys=parent_task_id&filter_predicates=!%3D&filter_values=x",
+        "api/v0/tasks?filter_keys=worker_pid&filter_predicates=!%3D&filter_values=1",
+        "api/v0/tasks?filter_keys=error_type&filter_predicates=%3D&filter_values=TASK_EXECUTION_EXCEPTION",
+        "api/v0/tasks/summarize",
+        "api/v0/tasks/summarize?summary_by=lineage",
+        "api/v0/tasks/timeline",
+        "api/v0/actors?detail=1",
+        "api/v0/actors/summarize",
+        "api/v0/jobs",
+        "api/v0/nodes",
+        "api/v0/placement_groups",
+        "api/v0/workers",
+        "api/v0/cluster_events",
+        "api/jobs/",
+        "logical/actors",
+        "nodes?view=summary",
+        "events",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    paths.push(format!(
+        "api/v0/tasks?filter_keys=node_id&filter_predicates=%3D&filter_values={node}"
+    ));
+    paths
+}
+
+async fn same_answers(reference: &str, indexed: &str, paths: &[String]) {
+    for path in paths {
+        let (status_a, a) = support::get_json(&format!("{reference}/{path}")).await;
+        let (status_b, b) = support::get_json(&format!("{indexed}/{path}")).await;
+        assert_eq!(status_a, status_b, "{path}");
+        assert_eq!(a, b, "{path}: the index answers differently");
+    }
+}
+
+fn prefix(base: &str, session: &str) -> String {
+    format!(
+        "{base}/sessions/{}/{}/{session}",
+        support::NAMESPACE,
+        support::CLUSTER
+    )
+}
+
+#[tokio::test]
+async fn recorded_session_answers_the_same_from_its_index() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let (dir, session, node) = recorded();
+    support::upload_session(&storage, &dir, session, &node).await;
+    let index_dir = tempfile::tempdir().unwrap();
+    let (reference, indexed) = servers(&storage, &index_dir).await;
+    let paths = recorded_paths(&node);
+    let (status, _) =
+        support::get_json(&format!("{}/api/v0/tasks", prefix(&indexed, session))).await;
+    assert_eq!(status, 200);
+    let stored = index_objects(&storage).await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "the first load stores one index: {stored:?}"
+    );
+    same_answers(
+        &prefix(&reference, session),
+        &prefix(&indexed, session),
+        &paths,
+    )
+    .await;
+
+    // A restarted server reads the stored index instead of parsing (the object stays as it
+    // was) and still answers the same; its local copy is unlinked, nothing is left behind.
+    let before = storage.head(&stored[0]).await.unwrap().unwrap();
+    let restarted_dir = tempfile::tempdir().unwrap();
+    let (_, restarted) = servers(&storage, &restarted_dir).await;
+    same_answers(
+        &prefix(&reference, session),
+        &prefix(&restarted, session),
+        &paths,
+    )
+    .await;
+    let after = storage.head(&stored[0]).await.unwrap().unwrap();
+    assert_eq!(before.last_modified, after.last_modified);
+    assert_eq!(index_objects(&storage).await, stored);
+    assert_eq!(std::fs::read_dir(restarted_dir.path()).unwrap().count(), 0);
+}
+
+/// Writes `bytes` over the stored index, as damage or a foreign writer would.
+async fn replace_index(storage: &Storage, key: &Path, bytes: Vec<u8>) {
+    storage.delete(key).await.unwrap();
+    storage.put(key, bytes.into()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_truncated_or_foreign_index_is_ignored_and_rebuilt() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let (dir, session, node) = recorded();
+    support::upload_session(&storage, &dir, session, &node).await;
+    let index_dir = tempfile::tempdir().unwrap();
+    let (reference, indexed) = servers(&storage, &index_dir).await;
+    let tasks = "api/v0/tasks?limit=1000&detail=1".to_string();
+    same_answers(
+        &prefix(&reference, session),
+        &prefix(&indexed, session),
+        std::slice::from_ref(&tasks),
+    )
+    .await;
+    let key = index_objects(&storage).await.remove(0);
+    let good = storage.get(&key).await.unwrap().to_vec();
+    let fingerprint = match Key::parse(&key).unwrap() {
+        Key::SessionIndex { fingerprint, .. } => fingerprint,
+        other => panic!("{other:?}"),
+    };
+
+    let mut flipped = good.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x55;
+    let mut other_version = good.clone();
+    other_version[8..12].copy_from_slice(&99u32.to_le_bytes());
+    let damaged: [(&str, Vec<u8>); 4] = [
+        ("a flipped byte", flipped),
+        ("truncated", good[..good.len() / 3].to_vec()),
+        ("another format version", other_version),
+        ("not an index", b"{\"hello\": \"world\"}".to_vec()),
+    ];
+    for (what, bytes) in damaged {
+        replace_index(&storage, &key, bytes).await;
+        let fresh_dir = tempfile::tempdir().unwrap();
+        let (_, fresh) = servers(&storage, &fresh_dir).await;
+        same_answers(
+            &prefix(&reference, session),
+            &prefix(&fresh, session),
+            std::slice::from_ref(&tasks),
+        )
+        .await;
+        // Rebuilt in place: one index again, valid.
+        let stored = index_objects(&storage).await;
+        assert_eq!(stored, vec![key.clone()], "{what}");
+        let rebuilt = storage.get(&key).await.unwrap();
+        let local = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut &local, &rebuilt).unwrap();
+        session_index::open(local, fingerprint)
+            .unwrap_or_else(|e| panic!("{what}: the rebuilt index is not valid: {e}"));
+    }
+}
+
+#[tokio::test]
+async fn late_events_make_a_new_index_and_the_old_one_goes() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let (dir, session, node) = recorded();
+    support::upload_session(&storage, &dir, session, &node).await;
+    let index_dir = tempfile::tempdir().unwrap();
+    let (_, indexed) = servers(&storage, &index_dir).await;
+    support::get_json(&format!("{}/api/v0/tasks", prefix(&indexed, session))).await;
+    let first = index_objects(&storage).await;
+    assert_eq!(first.len(), 1);
+    // A node's collector uploads its last events after the session was indexed.
+    let cluster = ClusterRef::new(support::CLUSTER, support::CLUSTER_ID).unwrap();
+    let late = cluster
+        .log_file(
+            &SessionName::new(session).unwrap(),
+            &NodeId::new(&node).unwrap(),
+            "events/event_GCS.log",
+        )
+        .unwrap();
+    let mut events = storage
+        .get(&late)
+        .await
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    events.extend_from_slice(b"{\"event_id\":\"late\",\"source_type\":\"GCS\",\"severity\":\"INFO\",\"message\":\"late\",\"timestamp\":1795235999}\n");
+    storage.put(&late, events.into()).await.unwrap();
+
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let (reference, fresh) = servers(&storage, &fresh_dir).await;
+    same_answers(
+        &prefix(&reference, session),
+        &prefix(&fresh, session),
+        &["events".to_string(), "api/v0/tasks?limit=1000".to_string()],
+    )
+    .await;
+    let second = index_objects(&storage).await;
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second, first, "late events must make a new index");
+}
+
+#[tokio::test]
+async fn two_servers_building_at_once_leave_one_valid_index() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let (dir, session, node) = recorded();
+    support::upload_session(&storage, &dir, session, &node).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (reference, a) = servers(&storage, &dir_a).await;
+    let (_, b) = servers(&storage, &dir_b).await;
+    let url = |base: &str| format!("{}/api/v0/tasks?limit=1000&detail=1", prefix(base, session));
+    let (url_a, url_b) = (url(&a), url(&b));
+    let (ra, rb) = tokio::join!(support::get_json(&url_a), support::get_json(&url_b));
+    let (_, expected) = support::get_json(&url(&reference)).await;
+    assert_eq!(ra.1, expected);
+    assert_eq!(rb.1, expected);
+    let stored = index_objects(&storage).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    let fingerprint = match Key::parse(&stored[0]).unwrap() {
+        Key::SessionIndex { fingerprint, .. } => fingerprint,
+        other => panic!("{other:?}"),
+    };
+    let bytes = storage.get(&stored[0]).await.unwrap();
+    let local = tempfile::tempfile().unwrap();
+    std::io::Write::write_all(&mut &local, &bytes).unwrap();
+    session_index::open(local, fingerprint).unwrap();
+}
+
+/// Random task-list queries over the generated session's columns and values.
+fn query() -> impl Strategy<Value = String> {
+    let node = hex::encode(generated::node_id(1));
+    let filter = prop_oneof![
+        Just(("state", "FINISHED".to_string())),
+        Just(("state", "failed".to_string())),
+        Just(("name", "train_shard".to_string())),
+        Just(("func_or_class_name", "evaluate".to_string())),
+        Just(("job_id", "03000000".to_string())),
+        Just(("node_id", node)),
+        Just(("error_type", "TASK_EXECUTION_EXCEPTION".to_string())),
+        Just(("type", "NORMAL_TASK".to_string())),
+        Just(("worker_pid", "20105".to_string())),
+        Just(("attempt_number", "0".to_string())),
+        Just(("language", "PYTHON".to_string())),
+    ];
+    (
+        proptest::collection::vec((filter, any::<bool>()), 0..3),
+        prop_oneof![Just(1usize), Just(7), Just(100), Just(2500)],
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(filters, limit, detail, summarize)| {
+            let mut q = String::new();
+            for ((key, value), equal) in filters {
+                let predicate = if equal { "%3D" } else { "!%3D" };
+                q.push_str(&format!(
+                    "&filter_keys={key}&filter_predicates={predicate}&filter_values={value}"
+                ));
+            }
+            if summarize {
+                format!("api/v0/tasks/summarize?{q}")
+            } else {
+                format!("api/v0/tasks?limit={limit}&detail={}{q}", u8::from(detail))
+            }
+        })
+}
+
+#[test]
+fn generated_session_answers_the_same_from_its_index_under_random_queries() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tasks = 100_000;
+    let (storage, reference, indexed, _dir) = runtime.block_on(async {
+        let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+        let files = generated::generate(tasks);
+        generated::store_session(&storage, tasks, &files).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (reference, indexed) = servers(&storage, &dir).await;
+        (storage, reference, indexed, dir)
+    });
+    let session = generated::session_name(tasks);
+    let at = |base: &str| {
+        format!(
+            "{base}/sessions/{}/{}/{session}",
+            generated::NAMESPACE,
+            generated::CLUSTER
+        )
+    };
+    let (reference, indexed) = (at(&reference), at(&indexed));
+    // Both load once; the index is stored by the first.
+    runtime.block_on(same_answers(
+        &reference,
+        &indexed,
+        &["api/v0/tasks".to_string()],
+    ));
+    assert_eq!(runtime.block_on(index_objects(&storage)).len(), 1);
+    proptest!(ProptestConfig::with_cases(48), |(path in query())| {
+        runtime.block_on(same_answers(&reference, &indexed, &[path]));
+    });
+}
