@@ -1,13 +1,14 @@
 //! History server benchmark (`make bench-server`).
 //!
-//! `run` does everything and prints a table:
-//! 1. generates sessions of 100k and 1M tasks as Ray 2.60 export events (per task: the
-//!    owner's definition + pending/submitted transitions, the worker's RUNNING update with log
-//!    offsets, the owner's FINISHED or FAILED update; 1% fail with an error; one actor per
-//!    1,000 tasks; 4 nodes with a driver and 8 workers each, so 36 task files per session),
-//!    on local disk and in Azurite;
-//! 2. times a cold load of each (a child process per load, reporting its peak RSS);
-//! 3. runs the release server and `wrk -c 64` on `api/v0/tasks?limit=100` (warm);
+//! `run` does everything and prints a table, each figure next to the same run's figure for
+//! the previous design (every load parses the event files, every row stays in memory):
+//! 1. generates sessions of 100k and 1M tasks (`BENCH_TASKS=100000,1000000`) as Ray 2.60
+//!    export events (`ray_history_testkit::generated`), on local disk and in Azurite;
+//! 2. times cold loads of each in a child process per load, reporting its peak RSS: the
+//!    previous design, a first-ever load with the session index (parse, build, store), and a
+//!    load with the index present; the 100k session also under one core (`taskset -c 0`);
+//! 3. runs a fresh release server per design and size: the first answer of
+//!    `api/v0/tasks?limit=100`, then `wrk -c 64` on it (warm), then the server's RSS;
 //! 4. stores a 1 GiB log and times the tail of its last 1,000 lines over HTTP.
 //!
 //! `load` is the child of step 2: `load <storage-url> <session>`.
@@ -17,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use futures::TryStreamExt;
+use ray_history_storage::layout::Key;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
-use ray_history_storage::metadata::{
-    LAYOUT_VERSION, NodeMetadata, NodeType, SessionMetadata, SessionState,
-};
+use ray_history_storage::metadata::SessionMetadata;
 use ray_history_storage::{Storage, StorageConfig};
 use ray_history_testkit::Azurite;
 use ray_history_testkit::generated::{
@@ -56,8 +57,32 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// Child process: one cold load, printing `seconds peak_rss_mib tasks`.
-async fn load(storage_url: &str, connection: Option<String>, session: &str) {
+/// Child process: one cold load, printing `seconds peak_rss_mib tasks`; with `index_dir`, the
+/// session index is read when stored, else built and stored.
+async fn load(
+    storage_url: &str,
+    connection: Option<String>,
+    session: &str,
+    index_dir: Option<&Path>,
+) {
+    let storage = open_storage(storage_url, connection).await;
+    let meta_ref = MetaRef::new(NAMESPACE, CLUSTER).unwrap();
+    let name = SessionName::new(session).unwrap();
+    let started = Instant::now();
+    let meta: SessionMetadata =
+        serde_json::from_slice(&storage.get(&meta_ref.metadata(&name)).await.unwrap()).unwrap();
+    let loaded = ray_history_server::loader::load(&storage, meta, Vec::new(), index_dir)
+        .await
+        .unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "{secs:.3} {:.0} {}",
+        peak_rss_mib(),
+        loaded.state.tasks.len()
+    );
+}
+
+async fn open_storage(storage_url: &str, connection: Option<String>) -> Storage {
     let config = match connection {
         Some(conn) => {
             let args = ray_history_storage::StorageArgs {
@@ -70,21 +95,15 @@ async fn load(storage_url: &str, connection: Option<String>, session: &str) {
         }
         None => StorageConfig::local(storage_url),
     };
-    let storage = Storage::open(&config).await.unwrap();
-    let meta_ref = MetaRef::new(NAMESPACE, CLUSTER).unwrap();
-    let name = SessionName::new(session).unwrap();
-    let started = Instant::now();
-    let meta: SessionMetadata =
-        serde_json::from_slice(&storage.get(&meta_ref.metadata(&name)).await.unwrap()).unwrap();
-    let loaded = ray_history_server::loader::load(&storage, meta, Vec::new(), None)
-        .await
-        .unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{secs:.3} {:.0} {}",
-        peak_rss_mib(),
-        loaded.state.tasks.len()
-    );
+    Storage::open(&config).await.unwrap()
+}
+
+/// How a cold load runs: the previous design parses every time; ours reads or builds the
+/// session index.
+#[derive(Clone, Copy, PartialEq)]
+enum Design {
+    Previous,
+    Indexed,
 }
 
 fn cold_load(
@@ -92,9 +111,21 @@ fn cold_load(
     target: &str,
     connection: Option<&str>,
     session: &str,
+    design: Design,
+    one_core: bool,
 ) -> (f64, f64, usize) {
-    let mut cmd = Command::new(exe);
+    let mut cmd = if one_core {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(exe);
+        c
+    } else {
+        Command::new(exe)
+    };
     cmd.args(["load", target, session]);
+    let index_dir = std::env::temp_dir();
+    if design == Design::Indexed {
+        cmd.arg(&index_dir);
+    }
     if let Some(c) = connection {
         cmd.env("BENCH_AZURE_CONNECTION_STRING", c);
     }
@@ -107,6 +138,31 @@ fn cold_load(
         parts[1].parse().unwrap(),
         parts[2].parse().unwrap(),
     )
+}
+
+/// Deletes the stored index of a generated session, so that the next load is a first one.
+async fn drop_index(storage: &Storage, tasks: u64) {
+    let cluster = ClusterRef::new(CLUSTER, CLUSTER_ID).unwrap();
+    let prefix = cluster.session_prefix(&SessionName::new(&session_name(tasks)).unwrap());
+    let objects: Vec<_> = storage.list(Some(&prefix)).try_collect().await.unwrap();
+    for object in objects {
+        if matches!(Key::parse(&object.location), Ok(Key::SessionIndex { .. })) {
+            storage.delete(&object.location).await.unwrap();
+        }
+    }
+}
+
+/// `VmRSS` and `VmHWM` of a process, in MiB.
+fn rss_of(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 struct Server {
@@ -213,8 +269,23 @@ async fn run(out_dir: PathBuf) {
     let azurite = Azurite::start_on_disk();
     let az_config = azurite.storage_config("bench");
     let azure = Storage::open(&az_config).await.unwrap();
+    let sizes: Vec<u64> = std::env::var("BENCH_TASKS")
+        .unwrap_or_else(|_| "100000,1000000".into())
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .parse()
+                .expect("BENCH_TASKS: comma-separated task counts")
+        })
+        .collect();
+    let connection = azurite.connection_string();
+    let local_target = local_root.to_str().unwrap().to_string();
+    let targets: [(&str, &str, Option<&str>, &Storage); 2] = [
+        ("local disk", &local_target, None, &local),
+        ("Azurite", "bench", Some(&connection), &azure),
+    ];
     let mut report = Vec::new();
-    for tasks in [100_000u64, 1_000_000] {
+    for &tasks in &sizes {
         let started = Instant::now();
         let files = generate(tasks);
         let bytes: usize = files.iter().map(|f| f.2.len()).sum();
@@ -229,13 +300,34 @@ async fn run(out_dir: PathBuf) {
             started.elapsed().as_secs_f64() - t_local.as_secs_f64()
         );
         let session = session_name(tasks);
-        let (secs, rss, n) = cold_load(&exe, local_root.to_str().unwrap(), None, &session);
-        report.push(format!("cold load {tasks} tasks, local disk: {secs:.2} s, peak RSS {rss:.0} MiB ({n} rows, {} MiB of events)", bytes >> 20));
-        let (secs, rss, n) = cold_load(&exe, "bench", Some(&azurite.connection_string()), &session);
-        report.push(format!(
-            "cold load {tasks} tasks, Azurite:    {secs:.2} s, peak RSS {rss:.0} MiB ({n} rows)"
-        ));
-        eprintln!("{}", report[report.len() - 2..].join("\n"));
+        for (label, target, connection, storage) in targets {
+            let load =
+                |design, one_core| cold_load(&exe, target, connection, &session, design, one_core);
+            let (prev_s, prev_rss, n) = load(Design::Previous, false);
+            drop_index(storage, tasks).await;
+            let (first_s, first_rss, _) = load(Design::Indexed, false);
+            let (again_s, again_rss, _) = load(Design::Indexed, false);
+            report.push(format!(
+                "{label}, {tasks} tasks ({n} rows, {} MiB of events), cold load: previous design {prev_s:.2} s, {prev_rss:.0} MiB peak | first-ever (parse, build and store the index) {first_s:.2} s, {first_rss:.0} MiB ({:.2}x the previous) | index present {again_s:.2} s, {again_rss:.0} MiB ({:.1}x faster, {:.1}x less memory)",
+                bytes >> 20,
+                first_s / prev_s,
+                prev_s / again_s,
+                prev_rss / again_rss.max(1.0),
+            ));
+            eprintln!("{}", report.last().unwrap());
+            if tasks == 100_000 && connection.is_none() {
+                let (prev_s, _, _) = load(Design::Previous, true);
+                drop_index(storage, tasks).await;
+                let (first_s, _, _) = load(Design::Indexed, true);
+                let (again_s, _, _) = load(Design::Indexed, true);
+                report.push(format!(
+                    "{label}, {tasks} tasks on one core (taskset -c 0), cold load: previous design {prev_s:.2} s | first-ever {first_s:.2} s ({:.2}x) | index present {again_s:.2} s ({:.1}x faster)",
+                    first_s / prev_s,
+                    prev_s / again_s
+                ));
+                eprintln!("{}", report.last().unwrap());
+            }
+        }
     }
     // Warm API under load, and the 1 GiB tail, against the release server.
     let big = out_dir.join("big.log");
@@ -265,21 +357,31 @@ async fn run(out_dir: PathBuf) {
         ),
     ];
     for (label, env) in backends {
-        let server = start_server(&server_bin, &env);
-        for tasks in [100_000u64, 1_000_000] {
-            let prefix = format!(
-                "{}/sessions/{NAMESPACE}/{CLUSTER}/{}",
-                server.base,
-                session_name(tasks)
-            );
-            let url = format!("{prefix}/api/v0/tasks?limit=100");
-            let (first, _) = curl_time(&url);
-            // Warm up (connections, allocator, page cache writeback) before measuring.
-            wrk(&url, "5s");
-            let summary = wrk_summary(&wrk(&url, "15s"));
-            report.push(format!("{label}: warm api/v0/tasks?limit=100 ({tasks} tasks) wrk -c 64: {summary} (first, cold request {first:.2} s)"));
-            eprintln!("{}", report.last().unwrap());
+        for &tasks in &sizes {
+            for design in [Design::Previous, Design::Indexed] {
+                let mut env = env.clone();
+                env.push(("SESSION_INDEX", (design == Design::Indexed).to_string()));
+                let server = start_server(&server_bin, &env);
+                let prefix = format!(
+                    "{}/sessions/{NAMESPACE}/{CLUSTER}/{}",
+                    server.base,
+                    session_name(tasks)
+                );
+                let url = format!("{prefix}/api/v0/tasks?limit=100");
+                let (first, _) = curl_time(&url);
+                // Warm up (connections, allocator, page cache) before measuring.
+                wrk(&url, "5s");
+                let summary = wrk_summary(&wrk(&url, "15s"));
+                let (rss, hwm) = rss_of(server.child.id());
+                let name = match design {
+                    Design::Previous => "previous design",
+                    Design::Indexed => "index present",
+                };
+                report.push(format!("{label}, {tasks} tasks, {name}: first answer of a fresh server {first:.2} s; api/v0/tasks?limit=100 wrk -c 64: {summary}; server RSS {rss:.0} MiB (peak {hwm:.0} MiB)"));
+                eprintln!("{}", report.last().unwrap());
+            }
         }
+        let server = start_server(&server_bin, &env);
         let prefix = format!(
             "{}/sessions/{NAMESPACE}/{CLUSTER}/{}",
             server.base,
@@ -315,7 +417,8 @@ async fn main() {
     match args.get(1).map(String::as_str) {
         Some("load") => {
             let connection = std::env::var("BENCH_AZURE_CONNECTION_STRING").ok();
-            load(&args[2], connection, &args[3]).await
+            let index_dir = args.get(4).map(PathBuf::from);
+            load(&args[2], connection, &args[3], index_dir.as_deref()).await
         }
         Some("run") | None => {
             let dir = args
@@ -326,7 +429,7 @@ async fn main() {
         }
         Some(other) => {
             eprintln!(
-                "usage: bench-server [run [<work dir>] | load <storage> <session>] (got {other})"
+                "usage: bench-server [run [<work dir>] | load <storage> <session> [<index dir>]] (got {other})"
             );
             std::process::exit(2);
         }

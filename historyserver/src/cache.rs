@@ -15,7 +15,7 @@ use ray_history_storage::metadata::SessionState;
 use tokio::sync::Semaphore;
 
 use crate::Error;
-use crate::index::SessionEntry;
+use crate::catalog::SessionEntry;
 use crate::loader::{self, SharedSession};
 use crate::metrics::Metrics;
 

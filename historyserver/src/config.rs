@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use ray_history_storage::StorageArgs;
 
+use crate::retention::RetentionArgs;
+
 /// Flags of the `serve` command.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -20,7 +22,7 @@ pub struct ServeArgs {
     /// Ray's built dashboard (`ray/dashboard/client/build`) to serve under each session.
     #[arg(long, env = "RAY_DASHBOARD_DIR")]
     pub ray_dashboard_dir: Option<PathBuf>,
-    /// How often the session index is refreshed and live sessions are reloaded.
+    /// How often the session catalog is refreshed and live sessions are reloaded.
     #[arg(long, env = "REFRESH_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub refresh_interval: Duration,
     /// A running session whose heartbeat is older than this is reported as lost.
@@ -87,6 +89,25 @@ pub struct ServeArgs {
     /// Default: the system temp dir.
     #[arg(long, env = "SESSION_INDEX_DIR")]
     pub session_index_dir: Option<PathBuf>,
+    /// Retention limits; when any is set, the server sweeps (see `ray-history-server gc`).
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// How often the retention sweeper runs.
+    #[arg(long, env = "RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
+    /// The Lease (in `POD_NAMESPACE`) whose holder is the one replica that sweeps.
+    #[arg(
+        long,
+        env = "RETENTION_LEASE",
+        default_value = "ray-history-server-retention"
+    )]
+    pub retention_lease: String,
+    /// This pod's namespace (the Downward API's `metadata.namespace`), for the Lease.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub pod_namespace: Option<String>,
+    /// This pod's name (the Downward API's `metadata.name`), its identity in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
     /// Storage settings.
     #[command(flatten)]
     pub storage: StorageArgs,

@@ -1,16 +1,18 @@
 //! History server: reads the Ray History storage layout back and serves it over HTTP — a
-//! session index, the Ray dashboard API of every stored session, and its logs.
+//! catalog of sessions, the Ray dashboard API of every stored session, and its logs.
 //!
-//! Events are parsed once into compact typed state ([`model`]) with indexes, loaded sessions
-//! are cached within a byte budget ([`cache`]), and logs are read with ranged GETs ([`logs`]).
+//! Events are parsed once into compact typed state ([`model`]); a finished session's state is
+//! stored as its [`session_index`], whose task rows are read from a local copy a block at a
+//! time ([`table`]); loaded sessions are cached within a byte budget ([`cache`]), and logs are
+//! read with ranged GETs ([`logs`]).
 
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod catalog;
 pub mod config;
 pub mod events;
 pub mod ids;
-pub mod index;
 pub mod loader;
 pub mod logs;
 pub mod metrics;

@@ -33,6 +33,14 @@ pub struct Metrics {
     pub load_seconds: Histogram,
     /// Event lines skipped as corrupt.
     pub corrupt_lines: Counter,
+    /// Sessions deleted by the retention sweeper.
+    pub sessions_deleted: Counter,
+    /// Bytes of the objects the retention sweeper deleted.
+    pub bytes_deleted: Counter,
+    /// Retention sweeps that ran to the end.
+    pub retention_sweeps: Counter,
+    /// Retention sweeps that failed.
+    pub retention_sweep_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -45,6 +53,30 @@ impl Default for Metrics {
         let cache_bytes = Gauge::default();
         let load_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         let corrupt_lines = Counter::default();
+        let sessions_deleted = Counter::default();
+        let bytes_deleted = Counter::default();
+        let retention_sweeps = Counter::default();
+        let retention_sweep_failures = Counter::default();
+        registry.register(
+            "sessions_deleted",
+            "Sessions deleted by the retention sweeper",
+            sessions_deleted.clone(),
+        );
+        registry.register(
+            "bytes_deleted",
+            "Bytes of objects deleted by the retention sweeper",
+            bytes_deleted.clone(),
+        );
+        registry.register(
+            "retention_sweeps",
+            "Retention sweeps that ran to the end",
+            retention_sweeps.clone(),
+        );
+        registry.register(
+            "retention_sweep_failures",
+            "Retention sweeps that failed",
+            retention_sweep_failures.clone(),
+        );
         registry.register("http_requests", "HTTP requests", requests.clone());
         registry.register(
             "http_request_duration_seconds",
@@ -85,6 +117,10 @@ impl Default for Metrics {
             cache_bytes,
             load_seconds,
             corrupt_lines,
+            sessions_deleted,
+            bytes_deleted,
+            retention_sweeps,
+            retention_sweep_failures,
         }
     }
 }

@@ -17,7 +17,34 @@ use object_store::path::Path;
 use ray_history_storage::layout::{ClusterRef, Key, LOG_ROOT, MetaRef};
 use ray_history_storage::{Storage, StorageArgs};
 
-use crate::index::{ReportedState, SessionEntry, SessionIndex};
+use crate::catalog::{Catalog, ReportedState, SessionEntry};
+
+/// The retention limits, shared by `gc` and `serve` (each flag also reads the environment
+/// variable shown).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RetentionArgs {
+    /// Delete sessions that started longer ago than this, e.g. `30d`.
+    #[arg(long = "retention-max-age", visible_alias = "max-age", env = "RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub max_age: Option<Duration>,
+    /// Keep at most this many sessions per cluster (the newest).
+    #[arg(
+        long = "retention-max-sessions-per-cluster",
+        visible_alias = "max-sessions-per-cluster",
+        env = "RETENTION_MAX_SESSIONS_PER_CLUSTER"
+    )]
+    pub max_sessions_per_cluster: Option<usize>,
+    /// Keep at most this many bytes per namespace (the newest sessions), e.g. `500GiB`.
+    #[arg(long = "retention-max-bytes-per-namespace", visible_alias = "max-bytes-per-namespace", env = "RETENTION_MAX_BYTES_PER_NAMESPACE", value_parser = crate::config::parse_bytes)]
+    pub max_bytes_per_namespace: Option<u64>,
+    /// Limits of particular namespaces or clusters, overriding the ones above: a YAML or JSON
+    /// list of `{namespace, cluster, maxAge, maxSessionsPerCluster, maxBytesPerNamespace}`
+    /// (the first rule whose namespace and cluster match a session applies).
+    #[arg(long = "retention-rules", env = "RETENTION_RULES", value_parser = parse_rules, allow_hyphen_values = true)]
+    pub rules: Option<Rules>,
+    /// Never delete a session that ended (or last heartbeated) within this time.
+    #[arg(long = "retention-grace", visible_alias = "grace", env = "RETENTION_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+}
 
 /// `ray-history-server gc`: delete sessions beyond the retention limits.
 #[derive(Debug, Clone, clap::Args)]
@@ -25,18 +52,8 @@ pub struct GcArgs {
     /// List what would be deleted, and why, without deleting anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// Delete sessions that started longer ago than this, e.g. `30d`.
-    #[arg(long, env = "RETENTION_MAX_AGE", value_parser = humantime::parse_duration)]
-    pub max_age: Option<Duration>,
-    /// Keep at most this many sessions per cluster (the newest).
-    #[arg(long, env = "RETENTION_MAX_SESSIONS_PER_CLUSTER")]
-    pub max_sessions_per_cluster: Option<usize>,
-    /// Keep at most this many bytes per namespace (the newest sessions), e.g. `500GiB`.
-    #[arg(long, env = "RETENTION_MAX_BYTES_PER_NAMESPACE", value_parser = crate::config::parse_bytes)]
-    pub max_bytes_per_namespace: Option<u64>,
-    /// Never delete a session that ended (or last heartbeated) within this time.
-    #[arg(long, env = "RETENTION_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
-    pub grace: Duration,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     /// A running session whose heartbeat is older than this is lost, not live.
     #[arg(long, env = "LOST_AFTER", default_value = "5m", value_parser = humantime::parse_duration)]
     pub lost_after: Duration,
@@ -44,30 +61,135 @@ pub struct GcArgs {
     pub storage: StorageArgs,
 }
 
+/// What may be kept of one scope.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Sessions older than this go.
+    #[serde(default, deserialize_with = "duration_text")]
+    pub max_age: Option<Duration>,
+    /// Sessions beyond the newest N of a cluster go.
+    #[serde(default)]
+    pub max_sessions_per_cluster: Option<usize>,
+    /// Sessions beyond this many bytes of a namespace (newest first) go.
+    #[serde(default, deserialize_with = "bytes_text")]
+    pub max_bytes_per_namespace: Option<u64>,
+}
+
+impl Limits {
+    fn is_empty(&self) -> bool {
+        self.max_age.is_none()
+            && self.max_sessions_per_cluster.is_none()
+            && self.max_bytes_per_namespace.is_none()
+    }
+}
+
+/// Limits for the sessions of one namespace, or of one cluster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rule {
+    /// The namespace it applies to (any when absent).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The cluster name it applies to (any when absent).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Its limits (a limit left out is no limit).
+    #[serde(flatten)]
+    pub limits: Limits,
+}
+
+/// `--retention-rules`, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rules(pub Vec<Rule>);
+
+fn parse_rules(text: &str) -> Result<Rules, String> {
+    let rules: Vec<Rule> =
+        serde_yaml::from_str(text).map_err(|e| format!("not a list of retention rules: {e}"))?;
+    if let Some(rule) = rules
+        .iter()
+        .find(|r| r.namespace.is_none() && r.cluster.is_none())
+    {
+        return Err(format!(
+            "a rule needs a namespace or a cluster (the flags set the default): {rule:?}"
+        ));
+    }
+    Ok(Rules(rules))
+}
+
+fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text: Option<String> = serde::Deserialize::deserialize(d)?;
+    text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+fn bytes_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value: Option<serde_yaml::Value> = serde::Deserialize::deserialize(d)?;
+    match value {
+        None => Ok(None),
+        Some(serde_yaml::Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a byte count"))),
+        Some(serde_yaml::Value::String(t)) => crate::config::parse_bytes(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "{other:?} is not a size such as 500GiB"
+        ))),
+    }
+}
+
 /// The limits of a sweep.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// Sessions older than this go.
-    pub max_age: Option<Duration>,
-    /// Sessions beyond the newest N of a cluster go.
-    pub max_sessions_per_cluster: Option<usize>,
-    /// Sessions beyond this many bytes of a namespace (newest first) go.
-    pub max_bytes_per_namespace: Option<u64>,
+    /// Limits of sessions no rule matches.
+    pub limits: Limits,
+    /// Limits of particular namespaces or clusters, first match wins.
+    pub rules: Vec<Rule>,
     /// Nothing that ended within this time goes.
     pub grace: Duration,
     /// Running sessions with a heartbeat older than this are lost.
     pub lost_after: Duration,
 }
 
-impl From<&GcArgs> for Policy {
-    fn from(args: &GcArgs) -> Self {
+impl Policy {
+    /// The policy of these flags.
+    pub fn new(args: &RetentionArgs, lost_after: Duration) -> Self {
         Self {
-            max_age: args.max_age,
-            max_sessions_per_cluster: args.max_sessions_per_cluster,
-            max_bytes_per_namespace: args.max_bytes_per_namespace,
+            limits: Limits {
+                max_age: args.max_age,
+                max_sessions_per_cluster: args.max_sessions_per_cluster,
+                max_bytes_per_namespace: args.max_bytes_per_namespace,
+            },
+            rules: args.rules.clone().unwrap_or_default().0,
             grace: args.grace,
-            lost_after: args.lost_after,
+            lost_after,
         }
+    }
+
+    /// Whether nothing is ever deleted.
+    pub fn is_empty(&self) -> bool {
+        self.limits.is_empty() && self.rules.iter().all(|r| r.limits.is_empty())
+    }
+
+    /// The limits of a session of `namespace`/`cluster`.
+    pub fn limits_of(&self, namespace: &str, cluster: &str) -> &Limits {
+        self.rules
+            .iter()
+            .find(|r| {
+                r.namespace.as_deref().is_none_or(|n| n == namespace)
+                    && r.cluster.as_deref().is_none_or(|c| c == cluster)
+            })
+            .map_or(&self.limits, |r| &r.limits)
+    }
+
+    fn needs_sizes(&self) -> bool {
+        self.limits.max_bytes_per_namespace.is_some()
+            || self
+                .rules
+                .iter()
+                .any(|r| r.limits.max_bytes_per_namespace.is_some())
     }
 }
 
@@ -98,6 +220,8 @@ pub struct Report {
     pub bytes: u64,
     /// Objects left by an interrupted sweep, deleted.
     pub orphans: usize,
+    /// One line per session or orphaned prefix: what went (or would go), and why.
+    pub actions: Vec<String>,
 }
 
 /// The sessions `policy` deletes at `now`, oldest first. `sessions` is newest first.
@@ -114,11 +238,15 @@ pub fn plan(sessions: &[Stored], policy: &Policy, now: DateTime<Utc>) -> Vec<Doo
             .or_default();
         *used += stored.bytes;
         let age = |at: DateTime<Utc>| now.signed_duration_since(at).to_std().unwrap_or_default();
-        let reason = if let Some(max) = policy.max_age.filter(|max| age(meta.start_time) > *max) {
+        let limits = policy.limits_of(
+            stored.entry.meta_ref.namespace.as_str(),
+            stored.entry.meta_ref.cluster.as_str(),
+        );
+        let reason = if let Some(max) = limits.max_age.filter(|max| age(meta.start_time) > *max) {
             format!("started more than {} ago", humantime::format_duration(max))
-        } else if let Some(max) = policy.max_sessions_per_cluster.filter(|max| *rank > *max) {
+        } else if let Some(max) = limits.max_sessions_per_cluster.filter(|max| *rank > *max) {
             format!("beyond the newest {max} sessions of its cluster")
-        } else if let Some(max) = policy.max_bytes_per_namespace.filter(|max| *used > *max) {
+        } else if let Some(max) = limits.max_bytes_per_namespace.filter(|max| *used > *max) {
             format!("beyond {max} bytes of its namespace")
         } else {
             continue;
@@ -139,7 +267,7 @@ pub fn plan(sessions: &[Stored], policy: &Policy, now: DateTime<Utc>) -> Vec<Doo
 
 /// Every stored session, newest first, with its size when `sized`.
 pub async fn stored(storage: &Storage, sized: bool) -> anyhow::Result<Vec<Stored>> {
-    let index = SessionIndex::new(storage.clone());
+    let index = Catalog::new(storage.clone());
     index.refresh().await?;
     let mut out = Vec::new();
     for entry in &index.snapshot().sessions {
@@ -256,10 +384,10 @@ async fn orphans(
     Ok(out)
 }
 
-/// Runs one sweep; prints a line per session (and per orphan) it deletes or would delete.
+/// Runs one sweep; logs (and reports) each session and orphan it deletes or would delete.
 pub async fn sweep(storage: &Storage, policy: &Policy, dry_run: bool) -> anyhow::Result<Report> {
     let now = Utc::now();
-    let sessions = stored(storage, policy.max_bytes_per_namespace.is_some()).await?;
+    let sessions = stored(storage, policy.needs_sizes()).await?;
     let verb = if dry_run { "would delete" } else { "deleted" };
     let mut report = Report::default();
     for doomed in plan(&sessions, policy, now) {
@@ -277,13 +405,13 @@ pub async fn sweep(storage: &Storage, policy: &Policy, dry_run: bool) -> anyhow:
             reason = %doomed.reason,
             "{verb}"
         );
-        println!(
+        report.actions.push(format!(
             "{verb} {}/{}/{}: {}",
             entry.meta_ref.namespace,
             entry.meta_ref.cluster,
             entry.meta.session_name,
             doomed.reason
-        );
+        ));
         report.sessions += 1;
         report.bytes += bytes;
     }
@@ -291,7 +419,10 @@ pub async fn sweep(storage: &Storage, policy: &Policy, dry_run: bool) -> anyhow:
         if !dry_run {
             report.bytes += delete_prefix(storage, &prefix).await?;
         }
-        println!("{verb} {prefix}/: its metadata is gone (an interrupted sweep)");
+        tracing::info!(%prefix, "{verb}: its metadata is gone (an interrupted sweep)");
+        report.actions.push(format!(
+            "{verb} {prefix}/: its metadata is gone (an interrupted sweep)"
+        ));
         report.orphans += 1;
     }
     Ok(report)
@@ -301,7 +432,11 @@ pub async fn sweep(storage: &Storage, policy: &Policy, dry_run: bool) -> anyhow:
 pub async fn run(args: GcArgs) -> anyhow::Result<Report> {
     let config = args.storage.resolve()?;
     let storage = Storage::open(&config).await?;
-    let report = sweep(&storage, &Policy::from(&args), args.dry_run).await?;
+    let policy = Policy::new(&args.retention, args.lost_after);
+    let report = sweep(&storage, &policy, args.dry_run).await?;
+    for line in &report.actions {
+        println!("{line}");
+    }
     println!(
         "{} {} sessions ({} bytes), {} orphaned prefixes",
         if args.dry_run {
@@ -314,4 +449,40 @@ pub async fn run(args: GcArgs) -> anyhow::Result<Report> {
         report.orphans
     );
     Ok(report)
+}
+
+/// Sweeps every `interval` while `leader` says this replica leads, counting what it deletes
+/// in the metrics.
+pub async fn run_sweeper(
+    storage: Storage,
+    policy: Policy,
+    interval: Duration,
+    leader: tokio::sync::watch::Receiver<bool>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        if !*leader.borrow() {
+            continue;
+        }
+        match sweep(&storage, &policy, false).await {
+            Ok(report) => {
+                metrics.sessions_deleted.inc_by(report.sessions as u64);
+                metrics.bytes_deleted.inc_by(report.bytes);
+                metrics.retention_sweeps.inc();
+                tracing::info!(
+                    sessions = report.sessions,
+                    bytes = report.bytes,
+                    orphans = report.orphans,
+                    "retention sweep done"
+                );
+            }
+            Err(e) => {
+                metrics.retention_sweep_failures.inc();
+                tracing::warn!(error = %e, "retention sweep failed; the next one retries");
+            }
+        }
+    }
 }

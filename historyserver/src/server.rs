@@ -1,4 +1,4 @@
-//! Wiring: open storage, fill the session index, start its background refresh, serve HTTP
+//! Wiring: open storage, fill the session catalog, start its background refresh, serve HTTP
 //! until SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
@@ -13,8 +13,8 @@ use crate::Error;
 use crate::api::{self, ApiConfig, AppState, ClientLimit};
 use crate::auth::{Acl, AuthConfig, AuthMode, KubeSettings, Reviews};
 use crate::cache::SessionCache;
+use crate::catalog::Catalog;
 use crate::config::ServeArgs;
-use crate::index::SessionIndex;
 use crate::metrics::Metrics;
 
 /// Builds the application state over an opened storage (used by `serve` and by tests); a
@@ -25,8 +25,8 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
     }
     let auth = Arc::new(auth_config(args).await?);
     let metrics = Arc::new(Metrics::default());
-    let index = Arc::new(SessionIndex::new(storage.clone()));
-    index.refresh().await?;
+    let catalog = Arc::new(Catalog::new(storage.clone()));
+    catalog.refresh().await?;
     let cache = SessionCache::new(
         storage.clone(),
         args.cache_max_bytes,
@@ -38,7 +38,7 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
     Ok(AppState {
         auth,
         storage,
-        index,
+        catalog,
         cache,
         metrics,
         config: Arc::new(ApiConfig {
@@ -64,7 +64,8 @@ pub async fn serve_on(
     args: &ServeArgs,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let refresher = tokio::spawn(state.index.clone().run(args.refresh_interval));
+    let refresher = tokio::spawn(state.catalog.clone().run(args.refresh_interval));
+    let sweeper = start_sweeper(&state, args).await?;
     let app = api::app(state);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -115,8 +116,60 @@ pub async fn serve_on(
     drop(listener);
     graceful.shutdown().await;
     refresher.abort();
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     Ok(())
 }
+
+/// Starts the retention sweeper when a limit is set. In Kubernetes (`POD_NAMESPACE` and
+/// `POD_NAME` set) only the replica holding the `--retention-lease` Lease sweeps; elsewhere
+/// this process sweeps (run one replica).
+async fn start_sweeper(
+    state: &AppState,
+    args: &ServeArgs,
+) -> Result<Option<tokio::task::JoinHandle<()>>, Error> {
+    let policy = crate::retention::Policy::new(&args.retention, args.lost_after);
+    if policy.is_empty() {
+        return Ok(None);
+    }
+    let leader = match (&args.pod_namespace, &args.pod_name) {
+        (Some(namespace), Some(name)) => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                Error::Setting(format!(
+                    "POD_NAMESPACE: retention needs the Kubernetes API for its Lease: {e}"
+                ))
+            })?;
+            let lock = ray_history_lease::LeaseLock::new(
+                client,
+                namespace,
+                &args.retention_lease,
+                name,
+                RETENTION_LEASE_DURATION,
+            );
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(lock.run(tx));
+            tracing::info!(lease = %args.retention_lease, %namespace, "retention sweeps run in the replica that holds the lease");
+            rx
+        }
+        _ => {
+            tracing::info!(
+                "retention sweeps run in this process (no POD_NAMESPACE and POD_NAME: no Lease)"
+            );
+            tokio::sync::watch::channel(true).1
+        }
+    };
+    Ok(Some(tokio::spawn(crate::retention::run_sweeper(
+        state.storage.clone(),
+        policy,
+        args.retention_interval,
+        leader,
+        state.metrics.clone(),
+    ))))
+}
+
+/// How long the sweeper's Lease lasts without renewal (renewed every third of it).
+const RETENTION_LEASE_DURATION: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The checked `--session-index-dir` (a file can be made there), or `None` when
 /// `--session-index=false`.

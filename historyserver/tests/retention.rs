@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
-use ray_history_server::index::SessionIndex;
-use ray_history_server::retention::{self, Policy, Report};
+use ray_history_server::catalog::Catalog;
+use ray_history_server::retention::{self, Limits, Policy, Report};
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
 use ray_history_storage::{Storage, StorageConfig};
 use ray_history_testkit::Azurite;
@@ -44,7 +44,7 @@ async fn put_session(
 }
 
 async fn listed(storage: &Storage) -> Vec<String> {
-    let index = SessionIndex::new(storage.clone());
+    let index = Catalog::new(storage.clone());
     index.refresh().await.unwrap();
     let mut names: Vec<String> = index
         .snapshot()
@@ -63,9 +63,12 @@ async fn object_count(storage: &Storage) -> usize {
 
 fn policy() -> Policy {
     Policy {
-        max_age: Some(Duration::from_secs(30 * 86_400)),
-        max_sessions_per_cluster: Some(3),
-        max_bytes_per_namespace: None,
+        limits: Limits {
+            max_age: Some(Duration::from_secs(30 * 86_400)),
+            max_sessions_per_cluster: Some(3),
+            max_bytes_per_namespace: None,
+        },
+        rules: Vec::new(),
         grace: Duration::from_secs(3600),
         lost_after: Duration::from_secs(300),
     }
@@ -118,7 +121,8 @@ async fn retention_suite(storage: &Storage) {
         Report {
             sessions: 4,
             bytes: report.bytes,
-            orphans: 0
+            orphans: 0,
+            actions: report.actions.clone(),
         }
     );
     assert!(report.bytes >= 4 * 2000, "{report:?}");
@@ -143,8 +147,7 @@ async fn retention_suite(storage: &Storage) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let later = Policy {
         grace: Duration::from_secs(1),
-        max_age: None,
-        max_sessions_per_cluster: None,
+        limits: Limits::default(),
         ..policy()
     };
     let swept = retention::sweep(storage, &later, false).await.unwrap();
@@ -182,9 +185,10 @@ async fn bytes_per_namespace_keep_the_newest() {
     }
     // Each session holds 2,000 bytes of logs: 5,000 bytes keep the newest two.
     let policy = Policy {
-        max_age: None,
-        max_sessions_per_cluster: None,
-        max_bytes_per_namespace: Some(5_000),
+        limits: Limits {
+            max_bytes_per_namespace: Some(5_000),
+            ..Limits::default()
+        },
         ..policy()
     };
     let report = retention::sweep(&storage, &policy, false).await.unwrap();
@@ -193,4 +197,110 @@ async fn bytes_per_namespace_keep_the_newest() {
         listed(&storage).await,
         vec![session(3).to_string(), session(4).to_string()]
     );
+}
+
+#[tokio::test]
+async fn rules_give_a_cluster_its_own_limits() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let now = Utc::now();
+    for (cluster, n) in [("d", 1), ("d", 2), ("d", 3), ("e", 4), ("e", 5), ("e", 6)] {
+        let start = now - chrono::Duration::days(10 - i64::from(n));
+        put_session(&storage, cluster, &session(n), start, Some(start), start).await;
+    }
+    // The default keeps 2 per cluster; cluster e keeps all but what is over 5.5 days old.
+    let rules = serde_yaml::from_str::<serde_yaml::Value>(
+        "- cluster: e\n  maxAge: 5d 12h\n- namespace: elsewhere\n  maxSessionsPerCluster: 0\n",
+    )
+    .unwrap();
+    let args = ray_history_server::retention::RetentionArgs {
+        max_sessions_per_cluster: Some(2),
+        rules: Some(parse_rules(&serde_yaml::to_string(&rules).unwrap())),
+        grace: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let policy = Policy::new(&args, Duration::from_secs(300));
+    let report = retention::sweep(&storage, &policy, false).await.unwrap();
+    assert_eq!(report.sessions, 2, "{:?}", report.actions);
+    assert_eq!(
+        listed(&storage).await,
+        [2, 3, 5, 6].map(|n| session(n).to_string())
+    );
+}
+
+/// `--retention-rules` as the server parses it.
+fn parse_rules(text: &str) -> ray_history_server::retention::Rules {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        retention: ray_history_server::retention::RetentionArgs,
+    }
+    Wrapper::try_parse_from(["test", "--retention-rules", text])
+        .unwrap()
+        .retention
+        .rules
+        .unwrap()
+}
+
+#[test]
+fn bad_rules_are_refused_naming_the_setting() {
+    use clap::Parser;
+    #[derive(Parser, Debug)]
+    struct Wrapper {
+        #[command(flatten)]
+        retention: ray_history_server::retention::RetentionArgs,
+    }
+    for bad in [
+        "- maxAge: 3d",
+        "- namespace: a\n  maxAge: soon",
+        "- namespace: a\n  maxAges: 3d",
+        "not a list",
+    ] {
+        let error = Wrapper::try_parse_from(["test", "--retention-rules", bad])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--retention-rules"), "{bad}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn the_server_sweeps_on_its_own_and_counts_what_it_deleted() {
+    let storage = Storage::open(&StorageConfig::memory()).await.unwrap();
+    let now = Utc::now();
+    for n in 1..=4 {
+        let start = now - chrono::Duration::days(10 - i64::from(n));
+        put_session(&storage, "f", &session(n), start, Some(start), start).await;
+    }
+    let mut args = support::serve_args();
+    args.retention.max_sessions_per_cluster = Some(1);
+    args.retention.grace = Duration::from_secs(60);
+    args.retention_interval = Duration::from_millis(200);
+    let base = support::serve(storage.clone(), args).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("ray_history_server_sessions_deleted_total 3") {
+            let bytes: u64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix("ray_history_server_bytes_deleted_total "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_default();
+            assert!(
+                bytes >= 3 * 2000,
+                "three sessions of 2,000 log bytes: {metrics}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no sweep deleted the 3 old sessions:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed(&storage).await, vec![session(4).to_string()]);
 }

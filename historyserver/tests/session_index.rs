@@ -345,3 +345,166 @@ fn generated_session_answers_the_same_from_its_index_under_random_queries() {
         runtime.block_on(same_answers(&reference, &indexed, &[path]));
     });
 }
+
+/// A finished session of `tasks` tasks built straight into the model (parsing a million tasks
+/// of JSON in a debug build would take minutes), stored as the session index alone.
+async fn store_indexed_session(root: &std::path::Path, tasks: u32) -> String {
+    use ray_history_server::ids::{Id, NodeId as RayNodeId, TaskId, WorkerId};
+    use ray_history_server::model::{
+        Builder, ErrorInfo, TaskDefinition, TaskLogInfo, TaskState, TaskType, TaskUpdate,
+    };
+    let mut builder = Builder::default();
+    let names = ["square", "preprocess", "train_shard", "evaluate"].map(|n| builder.intern(n));
+    let (language, resources) = (builder.intern("PYTHON"), builder.intern(r#"{"CPU":1.0}"#));
+    let error_type = builder.intern("TASK_EXECUTION_EXCEPTION");
+    let nodes: Vec<RayNodeId> = (0..4u8).map(|n| Id([n + 1; 28])).collect();
+    let t0 = 1_795_235_131_000_000_000u64;
+    for i in 0..tasks {
+        let mut id = [0xffu8; 24];
+        id[..4].copy_from_slice(&i.to_le_bytes());
+        id[20..].copy_from_slice(&[(i % 4) as u8 + 1, 0, 0, 0]);
+        let start = t0 + u64::from(i) * 1_000_000;
+        let failed = i % 100 == 99;
+        let end = if failed {
+            TaskState::Failed
+        } else {
+            TaskState::Finished
+        };
+        let name = names[(i % 4) as usize].clone();
+        builder.task(TaskUpdate {
+            task_id: Some(TaskId::from_hex(&hex::encode(id)).unwrap()),
+            definition: Some(TaskDefinition {
+                name: name.clone(),
+                func_or_class_name: name,
+                task_type: Some(TaskType::Normal),
+                language: language.clone(),
+                required_resources: resources.clone(),
+                ..Default::default()
+            }),
+            states: vec![
+                (TaskState::PendingArgsAvail, start),
+                (TaskState::Running, start + 500_000),
+                (end, start + 900_000),
+            ],
+            node_id: Some(nodes[(i % 4) as usize]),
+            worker_id: Some(WorkerId::from_hex(&format!("{:056x}", i % 32 + 1)).unwrap()),
+            worker_pid: Some(20_000 + i % 32),
+            error: failed.then(|| ErrorInfo {
+                error_type: error_type.clone(),
+                message: format!("ValueError: bad input {i}").into(),
+            }),
+            log_info: Some(TaskLogInfo {
+                stdout_end: i64::from(i) * 30,
+                stderr_end: i64::from(i) * 20,
+                ..Default::default()
+            }),
+            event_ns: start + 900_000,
+            ..Default::default()
+        });
+    }
+    let session = builder.finish_at(Some(t0 + u64::from(tasks) * 1_000_000));
+    let storage = Storage::open(&StorageConfig::local(root)).await.unwrap();
+    let name = format!("session_2026-11-21_00-00-00_000000_{tasks}");
+    let cluster = ClusterRef::new(support::CLUSTER, support::CLUSTER_ID).unwrap();
+    let meta_ref =
+        ray_history_storage::layout::MetaRef::new(support::NAMESPACE, support::CLUSTER).unwrap();
+    let session_name = SessionName::new(&name).unwrap();
+    // No event files: the fingerprint of none.
+    let fingerprint = session_index::fingerprint([]);
+    let scratch = tempfile::tempdir().unwrap();
+    let path = scratch.path().join("index");
+    session_index::write(
+        &session,
+        fingerprint,
+        &mut std::fs::File::create(&path).unwrap(),
+    )
+    .unwrap();
+    drop(session);
+    let key = cluster.session_index(&session_name, session_index::FORMAT_VERSION, fingerprint);
+    let len = std::fs::metadata(&path).unwrap().len();
+    storage.put_file(&key, &path, len).await.unwrap();
+    let now = chrono::Utc::now();
+    let head = ray_history_storage::layout::NodeId::new(&hex::encode([1u8; 28])).unwrap();
+    let meta = support::session_metadata(
+        &meta_ref,
+        &cluster,
+        &session_name,
+        Some(&head),
+        now,
+        Some(now),
+    );
+    support::put_documents(&storage, &meta_ref, &meta, &head).await;
+    name
+}
+
+/// Peak RSS (`VmHWM`) of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The bound is twice the benchmark's target (300 MiB): a debug build, and a margin.
+const MAX_RSS_MIB_FOR_A_MILLION: f64 = 600.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_task_session_is_served_from_its_index_in_bounded_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let tasks = 1_000_000;
+    let session = store_indexed_session(root.path(), tasks).await;
+    let port = ray_history_testkit::free_port();
+    let index_dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ray-history-server"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--storage", "local", "--local-storage-path"])
+        .arg(root.path())
+        .arg("--session-index-dir")
+        .arg(index_dir.path())
+        .args(["--refresh-interval", "1h", "--request-timeout", "300s"])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start the server binary");
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let at = prefix(&base, &session);
+    let (status, page) = support::get_json(&format!("{at}/api/v0/tasks?limit=100&detail=1")).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["data"]["result"]["total"], tasks);
+    assert_eq!(
+        page["data"]["result"]["result"].as_array().unwrap().len(),
+        100
+    );
+    let (_, failed) = support::get_json(&format!(
+        "{at}/api/v0/tasks?filter_keys=state&filter_predicates=%3D&filter_values=FAILED&limit=5"
+    ))
+    .await;
+    assert_eq!(failed["data"]["result"]["total"], tasks / 100);
+    let (_, summary) = support::get_json(&format!("{at}/api/v0/tasks/summarize")).await;
+    let square =
+        &summary["data"]["result"]["result"]["node_id_to_summary"]["cluster"]["summary"]["square"];
+    assert_eq!(square["state_counts"]["FINISHED"], tasks / 4);
+    let (_, by_pid) = support::get_json(&format!(
+        "{at}/api/v0/tasks?filter_keys=worker_pid&filter_predicates=%3D&filter_values=20007&limit=1"
+    ))
+    .await;
+    assert_eq!(by_pid["data"]["result"]["total"], tasks / 32);
+    let peak = peak_rss_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!("serving {tasks} tasks from the index: peak RSS {peak:.0} MiB");
+    assert!(peak > 0.0, "cannot read the server's RSS");
+    assert!(
+        peak < MAX_RSS_MIB_FOR_A_MILLION,
+        "serving {tasks} tasks took {peak:.0} MiB (bound {MAX_RSS_MIB_FOR_A_MILLION} MiB)"
+    );
+}

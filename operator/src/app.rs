@@ -14,13 +14,13 @@ use tokio::net::TcpListener;
 
 use crate::crd::server::DEFAULT_SERVER_IMAGE;
 use crate::crd::storage::{DEFAULT_COLLECTOR_IMAGE, HistoryStorage};
-use crate::leader::LeaseLock;
 use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, Context, ProbePolicy, Settings};
 use crate::webhook::certs::{self, CertSource, Managed};
 use crate::webhook::tls::{self, Resolver};
 use crate::webhook::{self, WebhookState};
 use crate::{Error, Result};
+use ray_history_lease::LeaseLock;
 
 /// Flags of `ray-history-operator run`.
 #[derive(Debug, Clone, Args)]
@@ -71,6 +71,14 @@ pub struct RunArgs {
     /// History server image when a HistoryServer names none.
     #[arg(long, env = "SERVER_IMAGE", default_value = DEFAULT_SERVER_IMAGE)]
     pub server_image: String,
+    /// The ClusterRole (from the chart) bound to a HistoryServer's account when it has
+    /// retention: its replicas elect their sweeper with a Lease.
+    #[arg(
+        long,
+        env = "SERVER_RETENTION_CLUSTER_ROLE",
+        default_value = "ray-history-server-retention"
+    )]
+    pub server_retention_cluster_role: String,
     /// Re-probe healthy storage this often.
     #[arg(long, env = "PROBE_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub probe_interval: Duration,
@@ -190,6 +198,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         retry_interval: args.retry_interval,
         probe_timeout: args.probe_timeout,
         server_image: args.server_image.clone(),
+        retention_cluster_role: args.server_retention_cluster_role.clone(),
         probe_policy: ProbePolicy::new(&args.allowed_endpoints)
             .expect("ALLOWED_ENDPOINTS was checked when parsed"),
     };

@@ -5,7 +5,6 @@ pub mod app;
 pub mod crd;
 #[cfg(test)]
 pub mod fixtures;
-pub mod leader;
 pub mod metrics;
 pub mod reconcile;
 pub mod webhook;

@@ -3,6 +3,7 @@
 //! by process id. A missing tool is a panic that
 //! says to run `make tools`, never a silent skip.
 
+pub mod apiserver;
 mod azurite;
 pub mod cli;
 mod gcs;

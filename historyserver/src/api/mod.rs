@@ -32,7 +32,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::cache::SessionCache;
-use crate::index::{SessionEntry, SessionIndex};
+use crate::catalog::{Catalog, SessionEntry};
 use crate::loader::SharedSession;
 use crate::metrics::{Metrics, RequestLabels};
 pub use clients::ClientLimit;
@@ -61,7 +61,7 @@ pub struct AppState {
     /// The storage with the sessions.
     pub storage: Storage,
     /// The session index.
-    pub index: Arc<SessionIndex>,
+    pub catalog: Arc<Catalog>,
     /// Loaded sessions.
     pub cache: SessionCache,
     /// Metrics.
@@ -171,7 +171,7 @@ pub(crate) fn find_session(
     let meta_ref =
         MetaRef::new(namespace, cluster).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state
-        .index
+        .catalog
         .snapshot()
         .find(&meta_ref, session)
         .ok_or_else(|| {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::response::{self, ApiError};
 use super::{AppState, find_session};
-use crate::index::{ReportedState, SessionEntry};
+use crate::catalog::{ReportedState, SessionEntry};
 use crate::model::TaskState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -147,7 +147,7 @@ async fn list(
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let needle = query.q.as_deref().map(str::to_lowercase);
     let now = Utc::now();
-    let snapshot = state.index.snapshot();
+    let snapshot = state.catalog.snapshot();
     let access = principal
         .access(
             snapshot

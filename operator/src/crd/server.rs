@@ -61,6 +61,66 @@ pub struct HistoryServerSpec {
     /// Who may see which namespace's sessions (default: everyone sees all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthSpec>,
+    /// Which stored sessions the server deletes (default: none). One replica sweeps: the
+    /// replicas elect it with a Lease (the chart's server-retention ClusterRole is bound to
+    /// the server's ServiceAccount for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionSpec>,
+}
+
+/// What a retention policy keeps: a limit left out is no limit.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionLimits {
+    /// Delete sessions that started longer ago than this, e.g. 30d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h|d))+$')").message("maxAge is a duration such as 30d or 12h"))]
+    pub max_age: Option<String>,
+    /// Keep at most this many sessions per cluster (the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_sessions_per_cluster: Option<i64>,
+    /// Keep at most this many bytes of sessions per namespace (the newest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_bytes_per_namespace: Option<i64>,
+}
+
+/// Retention of a history server's sessions.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RetentionSpec {
+    /// The limits of sessions no rule matches.
+    #[serde(flatten)]
+    pub limits: RetentionLimits,
+    /// Never delete a session that ended within this time (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h|d))+$')").message("grace is a duration such as 1h"))]
+    pub grace: Option<String>,
+    /// How often the sweeper runs (default 1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h|d))+$')").message("interval is a duration such as 1h"))]
+    pub interval: Option<String>,
+    /// Limits of particular namespaces or clusters; the first rule that matches a session
+    /// applies.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RetentionRule>,
+}
+
+/// Limits for one namespace, one cluster name, or one cluster of one namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.__namespace__) || has(self.cluster)").message("a retention rule names a namespace or a cluster"))]
+pub struct RetentionRule {
+    /// The namespace it applies to (any when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The cluster name it applies to (any when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// Its limits.
+    #[serde(flatten)]
+    pub limits: RetentionLimits,
 }
 
 /// The server's `--auth` settings.

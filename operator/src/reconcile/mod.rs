@@ -44,6 +44,9 @@ pub struct Settings {
     pub server_image: String,
     /// Which storage may be probed.
     pub probe_policy: ProbePolicy,
+    /// The chart's ClusterRole for a history server's retention Lease, bound in its namespace
+    /// when it has `spec.retention`.
+    pub retention_cluster_role: String,
 }
 
 impl Default for Settings {
@@ -54,6 +57,7 @@ impl Default for Settings {
             probe_timeout: Duration::from_secs(20),
             server_image: crate::crd::server::DEFAULT_SERVER_IMAGE.to_string(),
             probe_policy: ProbePolicy::default(),
+            retention_cluster_role: "ray-history-server-retention".to_string(),
         }
     }
 }

@@ -2,8 +2,9 @@
 //! reading the storage of the referenced `HistoryStorage` (its ConfigMap and Secret keys);
 //! `spec.auth` becomes the server's `--auth*` flags (in `kubernetes` mode the pod mounts its
 //! ServiceAccount token; the chart's `server-auth` ClusterRole is bound to that account, and
-//! the `ReviewsAllowed` condition says whether it is); status reports ready replicas, the
-//! in-cluster URL and conditions.
+//! the `ReviewsAllowed` condition says whether it is); `spec.retention` becomes its
+//! `--retention*` flags, with a RoleBinding of the chart's server-retention ClusterRole for the
+//! sweeper's Lease; status reports ready replicas, the in-cluster URL and conditions.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,10 +16,11 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, Service, ServiceAccount, ServicePort, ServiceSpec,
-    Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{ObjectMeta, PostParams};
@@ -28,7 +30,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::{Context, apply, apply_status};
 use crate::Result;
-use crate::crd::server::{AuthMode, AuthSpec, HistoryServer, HistoryServerStatus};
+use crate::crd::server::{AuthMode, AuthSpec, HistoryServer, HistoryServerStatus, RetentionSpec};
 use crate::crd::storage::HistoryStorage;
 use crate::crd::{self, MANAGER};
 
@@ -117,6 +119,9 @@ impl HistoryServer {
 
         let owner = self.controller_owner_ref(&()).map(|o| vec![o]);
         apply(ctx, &ns, &self.service_account(owner.clone())).await?;
+        if self.spec.retention.is_some() {
+            apply(ctx, &ns, &self.retention_role_binding(ctx, owner.clone())).await?;
+        }
         let deployment = apply(ctx, &ns, &self.deployment(&storage, ctx, owner.clone())).await?;
         apply(ctx, &ns, &self.service(owner)).await?;
 
@@ -288,6 +293,31 @@ impl HistoryServer {
         }
     }
 
+    /// Binds the chart's server-retention ClusterRole (Leases) to the server's account in its
+    /// namespace, for the sweeper's election.
+    fn retention_role_binding(
+        &self,
+        ctx: &Context,
+        owner: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
+    ) -> RoleBinding {
+        let mut metadata = self.meta(owner);
+        metadata.name = Some(format!("{}-retention", self.name_any()));
+        RoleBinding {
+            metadata,
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".to_string()),
+                kind: "ClusterRole".to_string(),
+                name: ctx.settings.retention_cluster_role.clone(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".to_string(),
+                name: self.name_any(),
+                namespace: self.namespace(),
+                ..Default::default()
+            }]),
+        }
+    }
+
     fn service(
         &self,
         owner: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
@@ -335,6 +365,16 @@ impl HistoryServer {
         let mut mounts = vec![mount("tmp", "/tmp")];
         let auth = spec.auth.clone().unwrap_or_default();
         args.extend(auth_args(&auth));
+        let mut env = storage.spec.secret_env_vars();
+        if let Some(retention) = &spec.retention {
+            args.extend(retention_args(retention, &self.name_any()));
+            env.extend([
+                field_env("POD_NAMESPACE", "metadata.namespace"),
+                field_env("POD_NAME", "metadata.name"),
+            ]);
+        }
+        // The API server is called for token reviews and for the sweeper's Lease.
+        let talks_to_api = auth.mode == AuthMode::Kubernetes || spec.retention.is_some();
         if let Some(acl) = auth
             .acl_config_map
             .as_ref()
@@ -387,7 +427,7 @@ impl HistoryServer {
             ),
             image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
             args: Some(args),
-            env: Some(storage.spec.secret_env_vars()),
+            env: Some(env),
             env_from: Some(vec![EnvFromSource {
                 config_map_ref: Some(ConfigMapEnvSource {
                     name: storage.config_map_name(),
@@ -423,8 +463,8 @@ impl HistoryServer {
                     }),
                     spec: Some(PodSpec {
                         service_account_name: Some(self.name_any()),
-                        // Only `kubernetes` mode talks to the API server (as this account).
-                        automount_service_account_token: Some(auth.mode == AuthMode::Kubernetes),
+                        // Only token reviews and the sweeper's Lease need the API server.
+                        automount_service_account_token: Some(talks_to_api),
                         security_context: Some(PodSecurityContext {
                             run_as_non_root: Some(true),
                             run_as_user: Some(65532),
@@ -446,6 +486,52 @@ impl HistoryServer {
             },
             ..Default::default()
         }
+    }
+}
+
+/// The server's `--retention*` flags for `retention`; the Lease is named after the server.
+fn retention_args(retention: &RetentionSpec, server: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut flag = |name: &str, value: String| args.extend([format!("--{name}"), value]);
+    let limits = &retention.limits;
+    if let Some(age) = &limits.max_age {
+        flag("retention-max-age", age.clone());
+    }
+    if let Some(n) = limits.max_sessions_per_cluster {
+        flag("retention-max-sessions-per-cluster", n.to_string());
+    }
+    if let Some(n) = limits.max_bytes_per_namespace {
+        flag("retention-max-bytes-per-namespace", n.to_string());
+    }
+    if let Some(grace) = &retention.grace {
+        flag("retention-grace", grace.clone());
+    }
+    if let Some(interval) = &retention.interval {
+        flag("retention-interval", interval.clone());
+    }
+    if !retention.rules.is_empty() {
+        // The server reads the rules as YAML, of which JSON is a part.
+        flag(
+            "retention-rules",
+            serde_json::to_string(&retention.rules).unwrap_or_default(),
+        );
+    }
+    flag("retention-lease", format!("{server}-retention"));
+    args
+}
+
+/// An environment variable from the pod's own fields (the Downward API).
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
     }
 }
 
@@ -766,6 +852,79 @@ mod tests {
             false,
             "no token without kubernetes mode"
         );
+    }
+
+    #[tokio::test]
+    async fn retention_passes_its_flags_the_pod_identity_and_a_lease_role_binding() {
+        use crate::crd::server::{RetentionLimits, RetentionRule, RetentionSpec};
+        let mut server = HistoryServer::test();
+        server.spec.retention = Some(RetentionSpec {
+            limits: RetentionLimits {
+                max_age: Some("30d".into()),
+                max_sessions_per_cluster: Some(50),
+                ..Default::default()
+            },
+            interval: Some("15m".into()),
+            rules: vec![RetentionRule {
+                namespace: Some("team-a".into()),
+                cluster: None,
+                limits: RetentionLimits {
+                    max_age: Some("7d".into()),
+                    ..Default::default()
+                },
+            }],
+            ..Default::default()
+        });
+        let (ctx, _api) = fixtures::context(Settings::default());
+        let deployment = serde_json::to_value(server.deployment(
+            &HistoryStorage::test().configured(),
+            &ctx,
+            None,
+        ))
+        .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let args: Vec<&str> = pod["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(
+            args[5..],
+            [
+                "--retention-max-age",
+                "30d",
+                "--retention-max-sessions-per-cluster",
+                "50",
+                "--retention-interval",
+                "15m",
+                "--retention-rules",
+                r#"[{"namespace":"team-a","maxAge":"7d"}]"#,
+                "--retention-lease",
+                "history-retention",
+            ]
+        );
+        let env = pod["containers"][0]["env"].as_array().unwrap();
+        for (name, path) in [
+            ("POD_NAMESPACE", "metadata.namespace"),
+            ("POD_NAME", "metadata.name"),
+        ] {
+            let var = env.iter().find(|e| e["name"] == name).expect(name);
+            assert_eq!(var["valueFrom"]["fieldRef"]["fieldPath"], path);
+        }
+        assert_eq!(
+            pod["automountServiceAccountToken"], true,
+            "the Lease needs the API"
+        );
+        let binding = serde_json::to_value(server.retention_role_binding(&ctx, None)).unwrap();
+        assert_eq!(binding["metadata"]["name"], "history-retention");
+        assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
+        assert_eq!(binding["roleRef"]["name"], "ray-history-server-retention");
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": "history", "namespace": "ray"}])
+        );
+        fixtures::kubernetes_validate(&[deployment, binding]);
     }
 
     #[tokio::test]

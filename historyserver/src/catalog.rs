@@ -1,4 +1,4 @@
-//! The session index: every `metadata.json` and `nodes/*.json` under `metadir/`, kept in
+//! The session catalog: every `metadata.json` and `nodes/*.json` under `metadir/`, kept in
 //! memory and refreshed in the background. A refresh is one recursive listing; only documents
 //! whose size or modification time changed are downloaded again.
 
@@ -107,14 +107,14 @@ impl Snapshot {
 }
 
 /// The cached index.
-pub struct SessionIndex {
+pub struct Catalog {
     storage: Storage,
     docs: tokio::sync::Mutex<Docs>,
     snapshot: RwLock<Arc<Snapshot>>,
 }
 
-impl SessionIndex {
-    /// An empty index over `storage`; call [`SessionIndex::refresh`] to fill it.
+impl Catalog {
+    /// An empty index over `storage`; call [`Catalog::refresh`] to fill it.
     pub fn new(storage: Storage) -> Self {
         Self {
             storage,
@@ -221,7 +221,7 @@ impl SessionIndex {
         loop {
             ticker.tick().await;
             if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "session index refresh failed");
+                tracing::warn!(error = %e, "session catalog refresh failed");
             }
         }
     }

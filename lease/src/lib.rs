@@ -1,4 +1,5 @@
-//! Leader election with a `coordination.k8s.io` Lease, as client-go does it: the holder renews
+//! Leader election with a `coordination.k8s.io` Lease, as client-go does it (kube-rs has none;
+//! the operator and the history server's retention sweeper use this one): the holder renews
 //! `renewTime`; others take over once `renewTime + leaseDurationSeconds` has passed. Writes
 //! carry the Lease's `resourceVersion`, so two candidates can never both win a round.
 
@@ -9,8 +10,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, Client};
 use tokio::sync::watch;
-
-use crate::Result;
 
 /// One candidate for one Lease.
 #[derive(Clone)]
@@ -39,7 +38,7 @@ impl LeaseLock {
     }
 
     /// One election round: `true` if this candidate holds the Lease afterwards.
-    pub async fn try_acquire_or_renew(&self) -> Result<bool> {
+    pub async fn try_acquire_or_renew(&self) -> kube::Result<bool> {
         let now = jiff::Timestamp::now();
         let seconds = i32::try_from(self.duration.as_secs()).unwrap_or(i32::MAX);
         let Some(lease) = self.api.get_opt(&self.name).await? else {
@@ -115,11 +114,11 @@ impl LeaseLock {
 }
 
 /// A 409 means another candidate wrote first: not an error, just not the leader.
-fn lost_race(result: kube::Result<Lease>) -> Result<bool> {
+fn lost_race(result: kube::Result<Lease>) -> kube::Result<bool> {
     match result {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -129,8 +128,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::fixtures::{self, ApiServerVerifier};
-    use crate::reconcile::Settings;
+    use ray_history_testkit::apiserver::ApiServerVerifier;
 
     const LEASE: &str =
         "/apis/coordination.k8s.io/v1/namespaces/ray-history/leases/ray-history-operator";
@@ -155,15 +153,14 @@ mod tests {
     async fn round(
         script: impl FnOnce(ApiServerVerifier) -> futures::future::BoxFuture<'static, ApiServerVerifier>,
     ) -> bool {
-        let (ctx, verifier) = fixtures::context(Settings::default());
+        let (client, verifier) = ApiServerVerifier::client("ray-history");
         let lock = LeaseLock::new(
-            ctx.client.clone(),
+            client,
             "ray-history",
             "ray-history-operator",
             "me",
             Duration::from_secs(15),
         );
-        drop(ctx);
         let server = tokio::spawn(script(verifier));
         let leading = lock.try_acquire_or_renew().await.expect("round");
         drop(lock);
