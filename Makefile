@@ -12,7 +12,7 @@ PYTOOLS := $(VENV)/.pytools-2-installed
 export RAY_HISTORY_TOOLS := $(TOOLS)
 CARGO ?= cargo
 
-.PHONY: all build tools test test-unit lint fmt check-fmt clippy bench bench-collector bench-server bench-snapshot demo run e2e-kind chart clean fuzz kube-tools kube-up kube-down fixtures
+.PHONY: all build tools test test-unit lint fmt check-fmt clippy module-cycles bench bench-collector bench-server bench-snapshot demo run e2e-kind chart clean fuzz kube-tools kube-up kube-down fixtures
 
 all: build
 
@@ -72,7 +72,7 @@ $(PYTOOLS): $(RAY)
 	touch $@
 
 # The README's test command: lint, then every test against real Azurite and Ray.
-test: tools check-fmt clippy
+test: tools check-fmt clippy module-cycles
 	$(CARGO) test --workspace --all-targets --all-features --no-fail-fast
 
 test-unit:
@@ -87,7 +87,11 @@ clippy:
 fmt:
 	$(CARGO) fmt --all
 
-lint: check-fmt clippy
+lint: check-fmt clippy module-cycles
+
+# Sibling modules never import each other in a circle.
+module-cycles:
+	python3 scripts/check-module-cycles.py
 
 # The main job: record a local Ray cluster with the collector, then browse it in the history
 # server (local-disk storage; STORAGE=azureblob uses a local Azurite; DEMO_EXIT=1 exits after

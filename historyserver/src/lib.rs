@@ -3,7 +3,7 @@
 //!
 //! Events are parsed once into compact typed state ([`model`]); a finished session's state is
 //! stored as its [`session_index`], whose task rows are read from a local copy a block at a
-//! time ([`table`]); loaded sessions are cached within a byte budget ([`cache`]), and logs are
+//! time ([`model::table`]); loaded sessions are cached within a byte budget ([`cache`]), and logs are
 //! read with ranged GETs ([`logs`]).
 
 pub mod api;
@@ -20,8 +20,8 @@ pub mod model;
 pub mod retention;
 pub mod server;
 pub mod session_index;
-pub mod table;
 pub mod ui;
+pub mod units;
 
 /// Errors of the history server library.
 #[derive(Debug, thiserror::Error)]

@@ -68,6 +68,30 @@ impl LoadedSession {
     pub fn name(&self) -> &SessionName {
         &self.meta.session_name
     }
+
+    /// The stored log files of a node.
+    pub fn node_logs(&self, node: crate::ids::NodeId) -> Option<&[LogFile]> {
+        NodeId::new(&node.hex())
+            .ok()
+            .and_then(|id| self.logs.get(&id))
+            .map(Vec::as_slice)
+    }
+
+    /// The stored worker log (`out` or `err`) of a task's executing worker, as a path
+    /// relative to its node's `logs/` dir.
+    pub fn task_log_file(&self, task: &crate::model::Task, suffix: &str) -> Option<String> {
+        let files = self.node_logs(task.node_id?)?;
+        worker_file(files, &format!("worker-{}-", task.worker_id?.hex()), suffix)
+    }
+}
+
+/// The first of `files` named `<prefix>….<suffix>`.
+pub fn worker_file(files: &[LogFile], prefix: &str, suffix: &str) -> Option<String> {
+    let ending = format!(".{suffix}");
+    files
+        .iter()
+        .find(|f| f.relative.starts_with(prefix) && f.relative.ends_with(&ending))
+        .map(|f| f.relative.clone())
 }
 
 /// Loads a session: from its stored index when it is finished and has a valid one, else by

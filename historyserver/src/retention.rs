@@ -34,7 +34,7 @@ pub struct RetentionArgs {
     )]
     pub max_sessions_per_cluster: Option<usize>,
     /// Keep at most this many bytes per namespace (the newest sessions), e.g. `500GiB`.
-    #[arg(long = "retention-max-bytes-per-namespace", visible_alias = "max-bytes-per-namespace", env = "RETENTION_MAX_BYTES_PER_NAMESPACE", value_parser = crate::config::parse_bytes)]
+    #[arg(long = "retention-max-bytes-per-namespace", visible_alias = "max-bytes-per-namespace", env = "RETENTION_MAX_BYTES_PER_NAMESPACE", value_parser = crate::units::parse_bytes)]
     pub max_bytes_per_namespace: Option<u64>,
     /// Limits of particular namespaces or clusters, overriding the ones above: a YAML or JSON
     /// list of `{namespace, cluster, maxAge, maxSessionsPerCluster, maxBytesPerNamespace}`
@@ -131,7 +131,7 @@ fn bytes_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
             .as_u64()
             .map(Some)
             .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a byte count"))),
-        Some(serde_yaml::Value::String(t)) => crate::config::parse_bytes(&t)
+        Some(serde_yaml::Value::String(t)) => crate::units::parse_bytes(&t)
             .map(Some)
             .map_err(serde::de::Error::custom),
         Some(other) => Err(serde::de::Error::custom(format!(

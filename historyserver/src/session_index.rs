@@ -32,8 +32,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::model::table::{Columns, RowFile, TaskTable, encode_block};
 use crate::model::{Session, SessionRest};
-use crate::table::{Columns, RowFile, TaskTable, encode_block};
 
 /// Version of the file format; part of the object name.
 pub const FORMAT_VERSION: u32 = 1;
@@ -269,11 +269,7 @@ pub fn open(mut file: File, fingerprint: u64) -> Result<Session, IndexError> {
     {
         return Err(IndexError::Corrupt("footer", "row counts disagree".into()));
     }
-    let rows = RowFile {
-        file,
-        blocks: footer.blocks,
-        rows_per_block: footer.rows_per_block.max(1),
-    };
+    let rows = RowFile::new(file, footer.blocks, footer.rows_per_block);
     Ok(Session::new(TaskTable::in_file(columns, rows), rest))
 }
 
@@ -286,11 +282,7 @@ pub fn write_local(
 ) -> io::Result<(File, RowFile)> {
     let mut file = tempfile::tempfile_in(dir)?;
     let blocks = write(session, fingerprint, &mut file)?;
-    let rows = RowFile {
-        file: file.try_clone()?,
-        blocks,
-        rows_per_block: ROWS_PER_BLOCK as u32,
-    };
+    let rows = RowFile::new(file.try_clone()?, blocks, ROWS_PER_BLOCK as u32);
     Ok((file, rows))
 }
 

@@ -16,13 +16,12 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use globset::GlobBuilder;
 
-use super::response::{self, ApiError};
-use super::tasks::{Wrapped, query_get, query_pairs, truthy};
+use super::query::{query_get, query_pairs, truthy};
+use super::response::{self, ApiError, Wrapped, rows_unreadable};
 use super::{AppState, Loaded};
 use crate::ids::{ActorId, NodeId, TaskId};
 use crate::loader::{LoadedSession, LogFile};
 use crate::logs;
-use crate::model::Task;
 
 /// Ray's default number of lines.
 const DEFAULT_LINES: i64 = 1000;
@@ -109,10 +108,8 @@ fn log_key(
 }
 
 fn node_files(session: &LoadedSession, node: NodeId) -> Result<&[LogFile], ApiError> {
-    ray_history_storage::layout::NodeId::new(&node.hex())
-        .ok()
-        .and_then(|id| session.logs.get(&id))
-        .map(Vec::as_slice)
+    session
+        .node_logs(node)
         .ok_or_else(|| ApiError::not_found(format!("Node {node} has no stored logs")))
 }
 
@@ -155,23 +152,6 @@ fn list_glob(files: &[LogFile], glob: &str) -> Result<BTreeSet<String>, ApiError
         }
     }
     Ok(names)
-}
-
-/// The stored worker log of a task's executing worker, as a path relative to its node's
-/// `logs/` dir.
-pub(crate) fn task_log_file(session: &LoadedSession, task: &Task, suffix: &str) -> Option<String> {
-    let node = task.node_id?;
-    let worker = task.worker_id?.hex();
-    let files = node_files(session, node).ok()?;
-    worker_file(files, &format!("worker-{worker}-"), suffix)
-}
-
-fn worker_file(files: &[LogFile], prefix: &str, suffix: &str) -> Option<String> {
-    let ending = format!(".{suffix}");
-    files
-        .iter()
-        .find(|f| f.relative.starts_with(prefix) && f.relative.ends_with(&ending))
-        .map(|f| f.relative.clone())
 }
 
 fn pid_file(files: &[LogFile], pid: u32, suffix: &str) -> Option<String> {
@@ -219,9 +199,7 @@ fn resolve_target(session: &LoadedSession, pairs: &[(String, String)]) -> Result
             .parse()
             .map_err(|_| ApiError::bad_request("invalid attempt_number"))?;
         let table = &session.state.tasks;
-        let attempts = table
-            .fetch(&table.rows_of(&id))
-            .map_err(super::tasks::read_failed)?;
+        let attempts = table.fetch(&table.rows_of(&id)).map_err(rows_unreadable)?;
         let task = attempts
             .iter()
             .find(|t| t.attempt == attempt)
@@ -229,7 +207,7 @@ fn resolve_target(session: &LoadedSession, pairs: &[(String, String)]) -> Result
         let node = task
             .node_id
             .ok_or_else(|| ApiError::not_found(format!("Task {text} has no node: it never ran")))?;
-        let relative = task_log_file(session, task, suffix).ok_or_else(|| {
+        let relative = session.task_log_file(task, suffix).ok_or_else(|| {
             ApiError::not_found(format!(
                 "No stored {suffix} log for the worker of task {text}"
             ))
@@ -266,7 +244,9 @@ fn resolve_target(session: &LoadedSession, pairs: &[(String, String)]) -> Result
         let files = node_files(session, node)?;
         let relative = placement
             .worker_id
-            .and_then(|w| worker_file(files, &format!("worker-{}-", w.hex()), suffix))
+            .and_then(|w| {
+                crate::loader::worker_file(files, &format!("worker-{}-", w.hex()), suffix)
+            })
             .or_else(|| pid_file(files, placement.pid, suffix))
             .ok_or_else(|| ApiError::not_found(format!("No stored log for actor {text}")))?;
         return Ok(Target {
@@ -541,7 +521,7 @@ async fn job_log_text(
     path: &BTreeMap<String, String>,
 ) -> Result<String, ApiError> {
     let wanted = path.get("job_id").map(String::as_str).unwrap_or_default();
-    let submission = super::entities::all_jobs(session)
+    let submission = super::views::all_jobs(session)
         .into_iter()
         .find(|(job_id, submission, _)| {
             submission == wanted || job_id.is_some_and(|id| id.hex() == wanted)
@@ -549,7 +529,7 @@ async fn job_log_text(
         .map(|(_, submission, _)| submission)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::not_found(format!("Job {wanted} does not exist.")))?;
-    let head = super::entities::all_nodes(session)
+    let head = super::views::all_nodes(session)
         .into_iter()
         .find(|n| n.is_head)
         .ok_or_else(|| ApiError::not_found("the session has no head node"))?;

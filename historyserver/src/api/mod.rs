@@ -7,10 +7,12 @@ mod etag;
 mod lineage;
 mod logs;
 mod misc;
+mod query;
 mod response;
 mod sessions;
 mod state;
 mod tasks;
+mod views;
 
 use std::sync::Arc;
 use std::time::Duration;

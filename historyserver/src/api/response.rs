@@ -152,3 +152,39 @@ impl<K: Serialize, V: Serialize> Serialize for InOrder<K, V> {
         map.end()
     }
 }
+
+/// Ray's list result: `{"total", "num_after_truncation", "num_filtered", "result",
+/// "partial_failure_warning", "warnings"}`.
+#[derive(Serialize)]
+pub(crate) struct ListResult<T: Serialize> {
+    pub total: usize,
+    pub num_after_truncation: usize,
+    pub num_filtered: usize,
+    pub result: T,
+    pub partial_failure_warning: &'static str,
+    pub warnings: Option<()>,
+}
+
+impl<T: Serialize> ListResult<T> {
+    pub(crate) fn new(count: usize, result: T) -> Self {
+        Self {
+            total: count,
+            num_after_truncation: count,
+            num_filtered: count,
+            result,
+            partial_failure_warning: "",
+            warnings: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct Wrapped<T: Serialize> {
+    pub result: T,
+}
+
+/// A session index file that cannot be read (local disk trouble).
+pub(crate) fn rows_unreadable(error: std::io::Error) -> ApiError {
+    tracing::error!(error = %error, "cannot read the session index's rows");
+    ApiError::internal("cannot read the session's task rows")
+}

@@ -15,9 +15,9 @@ use axum::routing::get;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use super::entities::{all_jobs, all_nodes, json_text, node_ip};
-use super::response::{self, ApiError, InOrder};
-use super::tasks::{Filter, ListResult, Wrapped, parse_filters, parse_limit, query_pairs, truthy};
+use super::query::{Filter, parse_filters, parse_limit, query_get, query_pairs, truthy};
+use super::response::{self, ApiError, InOrder, ListResult, Wrapped};
+use super::views::{all_jobs, all_nodes, json_text, node_ip};
 use super::{AppState, Loaded};
 use crate::events::snapshot::compose_state_message;
 use crate::loader::LoadedSession;
@@ -244,7 +244,7 @@ fn list(
     let pairs = query_pairs(query);
     let filters = parse_filters(&pairs, schema.filterable)?;
     let limit = parse_limit(&pairs)?;
-    let detail = truthy(super::tasks::query_get(&pairs, "detail"), false);
+    let detail = truthy(query_get(&pairs, "detail"), false);
     let total = rows.len();
     let mut rows: Vec<_> = rows
         .into_iter()
@@ -297,23 +297,6 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-/// Restarts of an actor: what Ray counted, or the RESTARTING transitions when an event stream
-/// carried no count.
-pub(super) fn num_restarts(actor: &Actor) -> u32 {
-    let counted = actor
-        .transitions
-        .iter()
-        .map(|t| t.num_restarts)
-        .max()
-        .unwrap_or(0);
-    let seen = actor
-        .transitions
-        .iter()
-        .filter(|t| t.state == ActorState::Restarting)
-        .count() as u32;
-    counted.max(seen)
-}
-
 fn actor_row(session: &LoadedSession, actor: &Actor) -> Map<String, Value> {
     let current = actor.current();
     let placement = actor.placement();
@@ -351,7 +334,7 @@ fn actor_row(session: &LoadedSession, actor: &Actor) -> Map<String, Value> {
         "placement_group_id": actor.def.placement_group_id,
         "repr_name": current.map(|t| t.repr_name.to_string()).unwrap_or_default(),
         // Ray sends int64 protobuf fields as strings.
-        "num_restarts": num_restarts(actor).to_string(),
+        "num_restarts": actor.num_restarts().to_string(),
         "num_restarts_due_to_lineage_reconstruction": "0",
         "num_restarts_due_to_node_preemption": "0",
         "call_site": null,

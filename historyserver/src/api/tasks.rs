@@ -12,42 +12,18 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
-use super::response::{self, ApiError, InOrder};
+use super::query::{Filter, parse_filters, parse_limit, query_get, query_pairs, truthy};
+use super::response::{self, ApiError, InOrder, ListResult, Wrapped, rows_unreadable};
 use super::{AppState, Loaded};
 use crate::ids::{ActorId, Id, JobId, TaskId};
+use crate::model::table::TaskTable;
 use crate::model::{Task, TaskState, TaskType};
-use crate::table::TaskTable;
-
-/// Ray's default and largest `limit`.
-pub(crate) const DEFAULT_LIMIT: usize = 100;
-pub(crate) const MAX_LIMIT: usize = 10_000;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v0/tasks", get(list))
         .route("/api/v0/tasks/summarize", get(summarize))
         .route("/api/v0/tasks/timeline", get(timeline))
-}
-
-/// Query pairs in order (filters repeat keys).
-pub(crate) fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-pub(crate) fn query_get<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-}
-
-pub(crate) fn truthy(value: Option<&str>, default: bool) -> bool {
-    match value {
-        Some(v) => matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"),
-        None => default,
-    }
 }
 
 const TASK_FILTER_COLUMNS: [&str; 16] = [
@@ -68,64 +44,6 @@ const TASK_FILTER_COLUMNS: [&str; 16] = [
     "placement_group_id",
     "is_debugger_paused",
 ];
-
-/// One `filter_keys[i] filter_predicates[i] filter_values[i]` triple.
-pub(crate) struct Filter {
-    pub column: String,
-    pub equal: bool,
-    pub value: String,
-}
-
-pub(crate) fn parse_filters(
-    pairs: &[(String, String)],
-    columns: &[&str],
-) -> Result<Vec<Filter>, ApiError> {
-    let keys: Vec<&str> = values(pairs, "filter_keys");
-    let predicates: Vec<&str> = values(pairs, "filter_predicates");
-    let vals: Vec<&str> = values(pairs, "filter_values");
-    if keys.len() != predicates.len() || keys.len() != vals.len() {
-        return Err(ApiError::bad_request(
-            "filter_keys, filter_predicates and filter_values must have the same length",
-        ));
-    }
-    let mut filters = Vec::with_capacity(keys.len());
-    for ((key, predicate), value) in keys.into_iter().zip(predicates).zip(vals) {
-        if !columns.contains(&key) {
-            return Err(ApiError::bad_request(format!(
-                "The given filter column {key} is not supported. Enter filters with \u{2013}-filter \
-                 key=value or \u{2013}-filter key!=value Supported filter columns: {{{}}}",
-                columns
-                    .iter()
-                    .map(|c| format!("'{c}'"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-        let equal = match predicate {
-            "=" => true,
-            "!=" => false,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "Unsupported filter predicate {other}. Supported predicates are = and !="
-                )));
-            }
-        };
-        filters.push(Filter {
-            column: key.to_string(),
-            equal,
-            value: value.to_string(),
-        });
-    }
-    Ok(filters)
-}
-
-fn values<'a>(pairs: &'a [(String, String)], key: &str) -> Vec<&'a str> {
-    pairs
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .collect()
-}
 
 /// Ray's nil task id: what it answers as the parent of a task that has none (drivers).
 const NIL_TASK_ID: &str = "ffffffffffffffffffffffffffffffffffffffffffffffff";
@@ -220,59 +138,8 @@ fn select(
                 kept.extend(row);
             }
         })
-        .map_err(read_failed)?;
+        .map_err(rows_unreadable)?;
     Ok(kept)
-}
-
-/// A session index file that cannot be read (local disk trouble).
-pub(crate) fn read_failed(error: std::io::Error) -> ApiError {
-    tracing::error!(error = %error, "cannot read the session index's rows");
-    ApiError::internal("cannot read the session's task rows")
-}
-
-pub(crate) fn parse_limit(pairs: &[(String, String)]) -> Result<usize, ApiError> {
-    let Some(text) = query_get(pairs, "limit") else {
-        return Ok(DEFAULT_LIMIT);
-    };
-    let limit: usize = text
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("invalid limit {text:?}")))?;
-    if limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "Given limit {limit} exceeds the supported limit {MAX_LIMIT}. Use a lower limit."
-        )));
-    }
-    Ok(limit)
-}
-
-/// Ray's list result: `{"total", "num_after_truncation", "num_filtered", "result",
-/// "partial_failure_warning", "warnings"}`.
-#[derive(Serialize)]
-pub(crate) struct ListResult<T: Serialize> {
-    pub total: usize,
-    pub num_after_truncation: usize,
-    pub num_filtered: usize,
-    pub result: T,
-    pub partial_failure_warning: &'static str,
-    pub warnings: Option<()>,
-}
-
-impl<T: Serialize> ListResult<T> {
-    pub(crate) fn new(count: usize, result: T) -> Self {
-        Self {
-            total: count,
-            num_after_truncation: count,
-            num_filtered: count,
-            result,
-            partial_failure_warning: "",
-            warnings: None,
-        }
-    }
-}
-
-#[derive(Serialize)]
-pub(crate) struct Wrapped<T: Serialize> {
-    pub result: T,
 }
 
 async fn list(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<Response, ApiError> {
@@ -296,7 +163,7 @@ async fn list(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<Respo
         selected.truncate(limit);
         (selected, count)
     };
-    let tasks = table.fetch(&page).map_err(read_failed)?;
+    let tasks = table.fetch(&page).map_err(rows_unreadable)?;
     let rows: Vec<TaskRow> = tasks
         .iter()
         .map(|task| TaskRow {
@@ -409,8 +276,8 @@ impl Serialize for TaskRow<'_> {
             "task_log_info",
             &t.log_info.as_ref().map(|l| LogInfo {
                 info: l,
-                stdout_file: super::logs::task_log_file(self.logs, t, "out"),
-                stderr_file: super::logs::task_log_file(self.logs, t, "err"),
+                stdout_file: self.logs.task_log_file(t, "out"),
+                stderr_file: self.logs.task_log_file(t, "err"),
             }),
         )?;
         m.serialize_entry(
@@ -565,7 +432,7 @@ async fn summarize(
     }
     let count = selected.len();
     if by == "lineage" {
-        let rows = table.fetch(&selected).map_err(read_failed)?;
+        let rows = table.fetch(&selected).map_err(rows_unreadable)?;
         let refs: Vec<&Task> = rows.iter().map(|t| t.as_ref()).collect();
         let cluster = LineageSummary {
             summary: super::lineage::tree(session, &refs),
@@ -724,7 +591,7 @@ async fn timeline(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<R
                 }));
             }
         })
-        .map_err(read_failed)?;
+        .map_err(rows_unreadable)?;
     for (pid, ip) in nodes.iter().enumerate() {
         spans.push(serde_json::json!({
             "name": "process_name", "args": {"name": format!("Node {ip}")},

@@ -23,7 +23,9 @@ use ray_history_storage::layout::SnapshotKind;
 use serde_json::value::RawValue;
 
 use crate::ids::{ActorId, JobId, NodeId, PlacementGroupId, TaskId, WorkerId};
-use crate::table::TaskTable;
+pub use table::TaskTable;
+
+pub mod table;
 
 /// Interned text shared by many rows (function names, resource maps, runtime envs).
 pub type Text = Arc<str>;
@@ -576,6 +578,23 @@ impl Actor {
     /// The job: from the definition, else from the actor id.
     pub fn job_id(&self) -> JobId {
         self.def.job_id.unwrap_or_else(|| self.actor_id.job_id())
+    }
+
+    /// Restarts: what Ray counted, or the RESTARTING transitions when an event stream carried
+    /// no count.
+    pub fn num_restarts(&self) -> u32 {
+        let counted = self
+            .transitions
+            .iter()
+            .map(|t| t.num_restarts)
+            .max()
+            .unwrap_or(0);
+        let seen = self
+            .transitions
+            .iter()
+            .filter(|t| t.state == ActorState::Restarting)
+            .count() as u32;
+        counted.max(seen)
     }
 }
 

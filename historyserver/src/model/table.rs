@@ -1,7 +1,8 @@
 //! The task table of a session. The columns that filters, counts and sorts use are kept in
 //! memory for every row (dictionary-encoded: each distinct value once, a code per row); the
 //! rows themselves are either in memory (a session parsed from its events) or in a session
-//! index file on local disk ([`crate::session_index`]), read and decoded a block at a time.
+//! index file on local disk (see the `session_index` module), read and decoded a block at a
+//! time.
 //! A million rows cost about 70 MB of columns instead of the rows' 600 MB.
 
 use std::borrow::Cow;
@@ -9,11 +10,12 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::{Task, TaskState, TaskType, Text};
 use crate::ids::{ActorId, JobId, NodeId, PlacementGroupId, TaskId, WorkerId};
-use crate::model::{Task, TaskState, TaskType, Text};
 
 /// Each distinct value once, and the index of its value for every row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,27 +137,52 @@ enum Rows {
     File(RowFile),
 }
 
+/// Decoded blocks kept per file: the pages everyone asks for (the first ones) decode once.
+const CACHED_BLOCKS: u64 = 32;
+
 /// Rows in blocks of a session index file on local disk (the file is unlinked: it goes away
 /// with its handle).
-#[derive(Debug)]
 pub struct RowFile {
-    /// The open file.
-    pub file: std::fs::File,
-    /// `(offset, length)` of each block: zstd-compressed postcard of a `Vec<Task>`.
-    pub blocks: Vec<(u64, u32)>,
-    /// Rows per block (the last one may hold fewer).
-    pub rows_per_block: u32,
+    file: std::fs::File,
+    blocks: Vec<(u64, u32)>,
+    rows_per_block: u32,
+    decoded: moka::sync::Cache<usize, Arc<Vec<Task>>>,
+}
+
+impl std::fmt::Debug for RowFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowFile")
+            .field("blocks", &self.blocks.len())
+            .field("rows_per_block", &self.rows_per_block)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RowFile {
-    fn block(&self, index: usize) -> io::Result<Vec<Task>> {
+    /// Rows in `file`: `(offset, length)` of each block (zstd-compressed postcard of a
+    /// `Vec<Task>`), `rows_per_block` rows each (the last one may hold fewer).
+    pub fn new(file: std::fs::File, blocks: Vec<(u64, u32)>, rows_per_block: u32) -> Self {
+        Self {
+            file,
+            blocks,
+            rows_per_block: rows_per_block.max(1),
+            decoded: moka::sync::Cache::new(CACHED_BLOCKS),
+        }
+    }
+
+    fn block(&self, index: usize) -> io::Result<Arc<Vec<Task>>> {
+        if let Some(rows) = self.decoded.get(&index) {
+            return Ok(rows);
+        }
         let (offset, len) = *self
             .blocks
             .get(index)
             .ok_or_else(|| io::Error::other(format!("no block {index} in the session index")))?;
         let mut compressed = vec![0u8; len as usize];
         self.file.read_exact_at(&mut compressed, offset)?;
-        decode_block(&compressed)
+        let rows = Arc::new(decode_block(&compressed)?);
+        self.decoded.insert(index, rows.clone());
+        Ok(rows)
     }
 }
 
@@ -332,7 +359,7 @@ impl TaskTable {
             }
             Rows::File(file) => {
                 let per = file.rows_per_block as usize;
-                let mut current: Option<(usize, Vec<Task>)> = None;
+                let mut current: Option<(usize, Arc<Vec<Task>>)> = None;
                 for row in rows {
                     let block = row as usize / per;
                     if current.as_ref().is_none_or(|(b, _)| *b != block) {
@@ -376,7 +403,11 @@ impl TaskTable {
                     .sum();
                 tasks.len() * task + profile
             }
-            Rows::File(file) => file.blocks.len() * 12,
+            Rows::File(file) => {
+                file.blocks.len() * 12
+                    + (CACHED_BLOCKS * u64::from(file.rows_per_block)) as usize
+                        * (std::mem::size_of::<Task>() + 200)
+            }
         };
         self.columns.heap_bytes() + rows
     }
