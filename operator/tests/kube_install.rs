@@ -716,7 +716,8 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
     // HistoryServer: owned objects, readiness from kwok, garbage collection.
     cp().apply(&format!(
         "apiVersion: rayhistory.io/v1alpha1\nkind: HistoryServer\nmetadata: {{name: browse, namespace: {ns}}}\n\
-         spec:\n  storageRef: {{name: history}}\n  replicas: 1\n  auth: {{mode: kubernetes, cacheTTL: 10s}}\n"
+         spec:\n  storageRef: {{name: history}}\n  replicas: 1\n  auth: {{mode: kubernetes, cacheTTL: 10s}}\n  \
+         retention: {{maxAge: 30d, rules: [{{namespace: team-a, maxAge: 7d}}]}}\n"
     ));
     let server = cp().eventually("HistoryServer ready", Duration::from_secs(90), || {
         let hs = try_get_json(&["historyserver", "browse", "-n", ns])?;
@@ -737,6 +738,38 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
         "{args}"
     );
     assert_eq!(pod["automountServiceAccountToken"], true);
+    // Retention: the flags, and a RoleBinding that lets the account hold its sweeper's Lease
+    // (the operator may bind that one ClusterRole only).
+    assert!(
+        args.contains(r#""--retention-max-age","30d""#) && args.contains("browse-retention"),
+        "{args}"
+    );
+    let binding = cp().eventually("the retention RoleBinding", Duration::from_secs(60), || {
+        try_get_json(&["rolebinding", "browse-retention", "-n", ns])
+    });
+    assert_eq!(
+        binding["roleRef"]["name"],
+        format!("{RELEASE}-server-retention")
+    );
+    let account = format!("system:serviceaccount:{ns}:browse");
+    for (verb, namespace, allowed) in [
+        ("create", ns, "yes"),
+        ("update", ns, "yes"),
+        ("create", "default", "no"),
+    ] {
+        let out = cp()
+            .kubectl()
+            .args([
+                "auth", "can-i", verb, "leases", "-n", namespace, "--as", &account,
+            ])
+            .output()
+            .expect("kubectl auth can-i");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            allowed,
+            "{verb} leases in {namespace}"
+        );
+    }
     // Its account is not bound to the chart's server-auth ClusterRole: the status says so,
     // until it is.
     let reviews = |wanted: (&str, &str)| {
@@ -766,6 +799,11 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
     ));
     reviews(("True", "Allowed"));
     cp().kubectl_ok(&["delete", "clusterrolebinding", "browse-server-auth"]);
+    assert_eq!(
+        binding["metadata"]["ownerReferences"][0]["uid"],
+        uid.as_str(),
+        "the RoleBinding is owned by the HistoryServer"
+    );
     for kind in ["deployment", "service", "serviceaccount"] {
         let owned = get_json(&[kind, "browse", "-n", ns]);
         assert_eq!(
@@ -779,10 +817,11 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
         "the garbage collector removes what the HistoryServer owned",
         Duration::from_secs(60),
         || {
-            ["deployment", "service", "serviceaccount"]
+            let gone = ["deployment", "service", "serviceaccount"]
                 .iter()
                 .all(|kind| try_get_json(&[kind, "browse", "-n", ns]).is_none())
-                .then_some(())
+                && try_get_json(&["rolebinding", "browse-retention", "-n", ns]).is_none();
+            gone.then_some(())
         },
     );
 

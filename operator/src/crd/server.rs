@@ -74,7 +74,7 @@ pub struct HistoryServerSpec {
 pub struct RetentionLimits {
     /// Delete sessions that started longer ago than this, e.g. 30d.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h|d))+$')").message("maxAge is a duration such as 30d or 12h"))]
+    #[schemars(pattern(r"^([0-9]+(s|m|h|d))+$"), length(max = 32))]
     pub max_age: Option<String>,
     /// Keep at most this many sessions per cluster (the newest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,17 +93,19 @@ pub struct RetentionSpec {
     /// The limits of sessions no rule matches.
     #[serde(flatten)]
     pub limits: RetentionLimits,
-    /// Never delete a session that ended within this time (default 1h).
+    /// Never delete a session that ended within this time (default 1h); durations are whole
+    /// numbers of s, m, h or d, e.g. 1h30m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h|d))+$')").message("grace is a duration such as 1h"))]
+    #[schemars(pattern(r"^([0-9]+(s|m|h|d))+$"), length(max = 32))]
     pub grace: Option<String>,
     /// How often the sweeper runs (default 1h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(s|m|h|d))+$')").message("interval is a duration such as 1h"))]
+    #[schemars(pattern(r"^([0-9]+(s|m|h|d))+$"), length(max = 32))]
     pub interval: Option<String>,
     /// Limits of particular namespaces or clusters; the first rule that matches a session
     /// applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub rules: Vec<RetentionRule>,
 }
 
@@ -114,9 +116,11 @@ pub struct RetentionSpec {
 pub struct RetentionRule {
     /// The namespace it applies to (any when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
     pub namespace: Option<String>,
     /// The cluster name it applies to (any when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub cluster: Option<String>,
     /// Its limits.
     #[serde(flatten)]
