@@ -21,7 +21,7 @@ pub use gcs::FakeGcs;
 pub use kube::ControlPlane;
 pub use netns::Netns;
 pub use nix::sys::signal::Signal;
-pub use process::{Group, free_port};
+pub use process::{Group, free_port, http_get};
 pub use ray::{RayHead, RayHeadOptions, RayWorker, short_temp_dir};
 pub use s3::MotoS3;
 

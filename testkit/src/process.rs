@@ -139,7 +139,7 @@ impl Group {
 }
 
 /// A plain HTTP/1.0 GET; returns the status code and body, or `None` when nothing answers.
-pub(crate) fn http_get(host: Ipv4Addr, port: u16, path: &str) -> Option<(u16, String)> {
+pub fn http_get(host: Ipv4Addr, port: u16, path: &str) -> Option<(u16, String)> {
     http_request(host, port, "GET", path, b"")
 }
 

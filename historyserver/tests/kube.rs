@@ -1,3 +1,6 @@
+//! The server binary against a real API server. The retention sweeper runs in the one replica
+//! that holds its Lease, and another takes over when that one dies.
+//!
 //! `--auth kubernetes` end to end: the server binary reviews real ServiceAccount tokens with a
 //! real API server (TokenReview, SubjectAccessReview), under its own ServiceAccount that has
 //! only the chart's ClusterRole. Alice may `get rayclusters.ray.io` in both namespaces, Bob
@@ -102,12 +105,16 @@ impl Drop for Server {
 
 impl Server {
     fn start(root: &Path, kubeconfig: &Path, log: PathBuf) -> Server {
+        Self::start_with(root, kubeconfig, log, &[("AUTH_MODE", "kubernetes".into())])
+    }
+
+    fn start_with(root: &Path, kubeconfig: &Path, log: PathBuf, env: &[(&str, String)]) -> Server {
         let port = ray_history_testkit::free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_ray-history-server"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--storage", "local", "--local-storage-path"])
             .arg(root)
-            .env("AUTH_MODE", "kubernetes")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -536,4 +543,118 @@ async fn kubernetes_mode_fails_closed_without_an_api_server() {
         stderr.contains("AUTH_MODE=kubernetes: no Kubernetes API configuration"),
         "{stderr}"
     );
+}
+
+const SWEEP_NS: &str = "retention-sweep";
+
+/// Finished sessions `first..=last` of cluster `sweep`, started `n` days ago.
+async fn store_old_sessions(root: &Path, first: u32, last: u32) {
+    let storage = Storage::open(&StorageConfig::local(root)).await.unwrap();
+    let cluster = ClusterRef::new("sweep", support::CLUSTER_ID).unwrap();
+    let meta_ref = MetaRef::new(support::NAMESPACE, "sweep").unwrap();
+    let node = NodeId::new(NODE).unwrap();
+    for n in first..=last {
+        let session =
+            SessionName::new(&format!("session_2026-11-{n:02}_00-00-00_000000_1")).unwrap();
+        let start = Utc::now() - chrono::Duration::days(30 - i64::from(n));
+        let meta = support::session_metadata(
+            &meta_ref,
+            &cluster,
+            &session,
+            Some(&node),
+            start,
+            Some(start),
+        );
+        support::put_documents(&storage, &meta_ref, &meta, &node).await;
+    }
+}
+
+/// A counter of a server's `/metrics` (0 when absent).
+fn counter(base: &str, name: &str) -> u64 {
+    let port: u16 = base
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    let text = ray_history_testkit::http_get(std::net::Ipv4Addr::LOCALHOST, port, "/metrics")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn lease_holder(cp: &ControlPlane) -> Option<String> {
+    let out = cp
+        .kubectl()
+        .args([
+            "get",
+            "lease",
+            "ray-history-server-retention",
+            "-n",
+            SWEEP_NS,
+        ])
+        .args(["-o", "jsonpath={.spec.holderIdentity}"])
+        .output()
+        .ok()?;
+    let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !holder.is_empty()).then_some(holder)
+}
+
+#[test]
+fn one_replica_sweeps_and_another_takes_over_when_it_dies() {
+    let cp = ControlPlane::shared();
+    cp.kubectl_ok(&["create", "namespace", SWEEP_NS]);
+    let root = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(store_old_sessions(root.path(), 1, 3));
+    let start = |name: &str| {
+        Server::start_with(
+            root.path(),
+            &cp.kubeconfig(),
+            cp.scratch().join(format!("sweeper-{name}.log")),
+            &[
+                ("POD_NAMESPACE", SWEEP_NS.into()),
+                ("POD_NAME", name.into()),
+                ("RETENTION_MAX_SESSIONS_PER_CLUSTER", "1".into()),
+                ("RETENTION_GRACE", "1s".into()),
+                ("RETENTION_INTERVAL", "300ms".into()),
+            ],
+        )
+    };
+    let mut replicas = vec![("a", start("a")), ("b", start("b"))];
+    let holder = cp.eventually("a replica holds the Lease", Duration::from_secs(60), || {
+        lease_holder(cp)
+    });
+    let deleted = |base: &str| counter(base, "ray_history_server_sessions_deleted_total");
+    let sweeps = |base: &str| counter(base, "ray_history_server_retention_sweeps_total");
+    let leader = replicas.iter().position(|(n, _)| *n == holder).unwrap();
+    let follower = 1 - leader;
+    cp.eventually(
+        "the leader deletes the two old sessions",
+        Duration::from_secs(60),
+        || (deleted(&replicas[leader].1.base) == 2).then_some(()),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sweeps(&replicas[follower].1.base),
+        0,
+        "the follower never sweeps"
+    );
+
+    // The leader dies; once its Lease expires the other replica sweeps new old sessions.
+    runtime.block_on(store_old_sessions(root.path(), 4, 6));
+    let (dead, server) = replicas.remove(leader);
+    drop(server);
+    let survivor = &replicas[0];
+    cp.eventually(
+        "the survivor takes the Lease",
+        Duration::from_secs(90),
+        || lease_holder(cp).filter(|h| h == survivor.0),
+    );
+    cp.eventually("the survivor sweeps", Duration::from_secs(60), || {
+        (deleted(&survivor.1.base) >= 3).then_some(())
+    });
+    assert_ne!(dead, survivor.0);
 }
