@@ -9,7 +9,8 @@ pub mod storage;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities, EnvVar, EnvVarSource, ObjectFieldSelector, ResourceRequirements, SeccompProfile,
+    SecurityContext,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -80,6 +81,22 @@ pub fn unknown(
         c.last_transition_time = p.last_transition_time.clone();
     }
     c
+}
+
+/// An environment variable from the pod's own fields (the Downward API), e.g.
+/// `metadata.namespace`.
+pub fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// Container resources: requests `cpu` and `memory`, limits memory to `memory_limit`.

@@ -16,9 +16,9 @@ use k8s_openapi::api::authorization::v1::{
 };
 use k8s_openapi::api::core::v1::{
     ConfigMapEnvSource, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    EnvFromSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, Service, ServiceAccount, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -369,8 +369,8 @@ impl HistoryServer {
         if let Some(retention) = &spec.retention {
             args.extend(retention_args(retention, &self.name_any()));
             env.extend([
-                field_env("POD_NAMESPACE", "metadata.namespace"),
-                field_env("POD_NAME", "metadata.name"),
+                crd::field_env("POD_NAMESPACE", "metadata.namespace"),
+                crd::field_env("POD_NAME", "metadata.name"),
             ]);
         }
         // The API server is called for token reviews and for the sweeper's Lease.
@@ -520,21 +520,6 @@ fn retention_args(retention: &RetentionSpec, server: &str) -> Vec<String> {
     args
 }
 
-/// An environment variable from the pod's own fields (the Downward API).
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_string(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
 /// The server's `--auth*` flags for `auth`.
 fn auth_args(auth: &AuthSpec) -> Vec<String> {
     let mut args = Vec::new();
@@ -662,6 +647,13 @@ mod tests {
         let mut obj = serde_json::to_value(HistoryServer::test()).unwrap();
         obj["status"] = status.clone();
         obj
+    }
+
+    /// The Deployment `server` renders, as JSON, for the default test storage.
+    fn deployment_json(server: &HistoryServer) -> Value {
+        let (ctx, _api) = fixtures::context(Settings::default());
+        serde_json::to_value(server.deployment(&HistoryStorage::test().configured(), &ctx, None))
+            .unwrap()
     }
 
     async fn status_and_event(
@@ -815,13 +807,7 @@ mod tests {
             cache_ttl: Some("10s".into()),
             ..Default::default()
         });
-        let (ctx, _api) = fixtures::context(Settings::default());
-        let deployment = serde_json::to_value(server.deployment(
-            &HistoryStorage::test().configured(),
-            &ctx,
-            None,
-        ))
-        .unwrap();
+        let deployment = deployment_json(&server);
         let pod = &deployment["spec"]["template"]["spec"];
         assert_eq!(
             pod["containers"][0]["args"],
@@ -843,12 +829,7 @@ mod tests {
         );
         assert_eq!(pod["automountServiceAccountToken"], true);
         assert_eq!(
-            serde_json::to_value(HistoryServer::test().deployment(
-                &HistoryStorage::test().configured(),
-                &ctx,
-                None
-            ))
-            .unwrap()["spec"]["template"]["spec"]["automountServiceAccountToken"],
+            deployment_json(&HistoryServer::test())["spec"]["template"]["spec"]["automountServiceAccountToken"],
             false,
             "no token without kubernetes mode"
         );
@@ -875,13 +856,7 @@ mod tests {
             }],
             ..Default::default()
         });
-        let (ctx, _api) = fixtures::context(Settings::default());
-        let deployment = serde_json::to_value(server.deployment(
-            &HistoryStorage::test().configured(),
-            &ctx,
-            None,
-        ))
-        .unwrap();
+        let deployment = deployment_json(&server);
         let pod = &deployment["spec"]["template"]["spec"];
         let args: Vec<&str> = pod["containers"][0]["args"]
             .as_array()
@@ -916,6 +891,7 @@ mod tests {
             pod["automountServiceAccountToken"], true,
             "the Lease needs the API"
         );
+        let (ctx, _api) = fixtures::context(Settings::default());
         let binding = serde_json::to_value(server.retention_role_binding(&ctx, None)).unwrap();
         assert_eq!(binding["metadata"]["name"], "history-retention");
         assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
@@ -987,13 +963,7 @@ mod tests {
             }),
             ..Default::default()
         });
-        let (ctx, _api) = fixtures::context(Settings::default());
-        let deployment = serde_json::to_value(server.deployment(
-            &HistoryStorage::test().configured(),
-            &ctx,
-            None,
-        ))
-        .unwrap();
+        let deployment = deployment_json(&server);
         let pod = &deployment["spec"]["template"]["spec"];
         let args = pod["containers"][0]["args"].as_array().unwrap();
         assert_eq!(

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, ObjectFieldSelector, Pod, ResourceRequirements, Volume, VolumeMount,
+    ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar, Pod,
+    ResourceRequirements, Volume, VolumeMount,
 };
 use kube::ResourceExt;
 use kube::core::{Selector, SelectorExt};
@@ -198,10 +198,10 @@ pub fn inject(pod: &Pod, storage: &HistoryStorage, owner: &Owner, default_image:
     let mut env = vec![
         plain("RAY_TMP_ROOT", RAY_TMP),
         plain("RAY_CLUSTER_NAME", &labels[CLUSTER_LABEL]),
-        field("RAY_CLUSTER_NAMESPACE", "metadata.namespace"),
+        crate::crd::field_env("RAY_CLUSTER_NAMESPACE", "metadata.namespace"),
         plain("RAY_NODE_TYPE", &labels[NODE_TYPE_LABEL]),
-        field("POD_NAME", "metadata.name"),
-        field("POD_IP", "status.podIP"),
+        crate::crd::field_env("POD_NAME", "metadata.name"),
+        crate::crd::field_env("POD_IP", "status.podIP"),
     ];
     if let Some(id) = cluster_id {
         env.push(plain("RAY_CLUSTER_ID", &id));
@@ -341,20 +341,6 @@ fn plain(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_string(),
         value: Some(value.to_string()),
-        ..Default::default()
-    }
-}
-
-fn field(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_string(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }
