@@ -1,0 +1,471 @@
+//! The [`Builder`]: accumulates the updates of one or more event files, merges with other
+//! builders, and freezes into a [`Session`], inferring the end of what was still alive.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
+use ray_history_storage::layout::SnapshotKind;
+use serde_json::value::RawValue;
+
+use super::session::actors_by_id;
+use super::*;
+use crate::ids::{ActorId, JobId, NodeId, TaskId};
+
+/// Counts of what a load skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadStats {
+    pub files: u64,
+    pub bytes: u64,
+    pub lines: u64,
+    pub corrupt_lines: u64,
+    pub unknown_events: u64,
+}
+
+impl LoadStats {
+    fn merge(&mut self, other: LoadStats) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.lines += other.lines;
+        self.corrupt_lines += other.corrupt_lines;
+        self.unknown_events += other.unknown_events;
+    }
+}
+
+/// Accumulates updates from one or more files; merge builders, then [`Builder::finish`].
+#[derive(Default)]
+pub struct Builder {
+    tasks: Vec<Task>,
+    task_index: HashMap<(TaskId, u32), u32>,
+    actors: HashMap<ActorId, (ActorDefinition, Vec<ActorTransition>)>,
+    driver_jobs: HashMap<JobId, DriverJob>,
+    submission_jobs: HashMap<Text, SubmissionJob>,
+    nodes: HashMap<NodeId, Node>,
+    events: Vec<ClusterEvent>,
+    /// Snapshot rows without events (placement groups, workers, Serve, Data), newest per id.
+    snapshot_rows: HashMap<(SnapshotKind, String), (u64, Box<RawValue>)>,
+    interned: std::collections::HashSet<Text>,
+    /// What was read and skipped.
+    pub stats: LoadStats,
+}
+
+impl Builder {
+    /// Shares one allocation for equal strings within this builder.
+    pub fn intern(&mut self, text: &str) -> Text {
+        if text.is_empty() {
+            return empty_text();
+        }
+        if let Some(found) = self.interned.get(text) {
+            return found.clone();
+        }
+        let new: Text = Text::from(text);
+        self.interned.insert(new.clone());
+        new
+    }
+
+    /// Applies one task update.
+    pub fn task(&mut self, update: TaskUpdate) {
+        let Some(task_id) = update.task_id else {
+            self.stats.unknown_events += 1;
+            return;
+        };
+        self.add_task(Task::from_update(task_id, update));
+    }
+
+    fn add_task(&mut self, task: Task) {
+        match self.task_index.entry((task.task_id, task.attempt)) {
+            Entry::Occupied(e) => self.tasks[*e.get() as usize].merge(task),
+            Entry::Vacant(e) => {
+                e.insert(self.tasks.len() as u32);
+                self.tasks.push(task);
+            }
+        }
+    }
+
+    /// Applies one actor update.
+    pub fn actor(&mut self, update: ActorUpdate) {
+        let entry = self.actors.entry(update.actor_id).or_default();
+        if let Some(def) = update.definition {
+            entry.0.merge(def);
+        }
+        entry.1.extend(update.transitions);
+    }
+
+    /// Applies one driver job snapshot.
+    pub fn driver_job(&mut self, job: DriverJob) {
+        let Some(id) = job.job_id else {
+            self.stats.unknown_events += 1;
+            return;
+        };
+        match self.driver_jobs.entry(id) {
+            Entry::Occupied(mut e) => e.get_mut().merge(job),
+            Entry::Vacant(e) => {
+                e.insert(job);
+            }
+        }
+    }
+
+    /// Applies one submission job snapshot.
+    pub fn submission_job(&mut self, job: SubmissionJob) {
+        if job.submission_id.is_empty() {
+            self.stats.unknown_events += 1;
+            return;
+        }
+        match self.submission_jobs.entry(job.submission_id.clone()) {
+            Entry::Occupied(mut e) => e.get_mut().merge(job),
+            Entry::Vacant(e) => {
+                e.insert(job);
+            }
+        }
+    }
+
+    /// Applies one node snapshot.
+    pub fn node(&mut self, node: Node) {
+        match self.nodes.entry(node.node_id) {
+            Entry::Occupied(mut e) => e.get_mut().merge(node),
+            Entry::Vacant(e) => {
+                e.insert(node);
+            }
+        }
+    }
+
+    /// Adds a cluster event.
+    pub fn cluster_event(&mut self, event: ClusterEvent) {
+        self.events.push(event);
+    }
+
+    /// Keeps a snapshot row of a kind without events, if it is the newest of its id.
+    pub fn snapshot_row(&mut self, kind: SnapshotKind, id: String, ts_ns: u64, row: &str) {
+        let Ok(row) = RawValue::from_string(row.to_string()) else {
+            return;
+        };
+        match self.snapshot_rows.entry((kind, id)) {
+            Entry::Occupied(mut e) => {
+                let (old_ts, old) = e.get();
+                if (ts_ns, row.get()) > (*old_ts, old.get()) {
+                    e.insert((ts_ns, row));
+                }
+            }
+            Entry::Vacant(e) => {
+                e.insert((ts_ns, row));
+            }
+        }
+    }
+
+    /// Merges another builder into this one (commutative and associative).
+    pub fn merge(&mut self, other: Builder) {
+        if other.tasks.len() > self.tasks.len() {
+            let mut other = other;
+            std::mem::swap(self, &mut other);
+            return self.merge(other);
+        }
+        self.task_index.reserve(other.tasks.len());
+        for task in other.tasks {
+            self.add_task(task);
+        }
+        for (id, (def, transitions)) in other.actors {
+            self.actor(ActorUpdate {
+                actor_id: id,
+                definition: Some(def),
+                transitions,
+            });
+        }
+        for job in other.driver_jobs.into_values() {
+            self.driver_job(job);
+        }
+        for job in other.submission_jobs.into_values() {
+            self.submission_job(job);
+        }
+        for node in other.nodes.into_values() {
+            self.node(node);
+        }
+        self.events.extend(other.events);
+        for ((kind, id), (ts, row)) in other.snapshot_rows {
+            self.snapshot_row(kind, id, ts, row.get());
+        }
+        self.stats.merge(other.stats);
+    }
+
+    /// Freezes the state and builds the indexes.
+    pub fn finish(self) -> Session {
+        self.finish_at(None)
+    }
+
+    /// Like [`Builder::finish`], for a session that ended at `ended_ns` (finalised by the head's
+    /// collector): what was still alive is shown as Ray's GCS would have it once the cluster is
+    /// gone — nodes and actors `DEAD`, drivers ended, unfinished tasks `FAILED` as on a worker's
+    /// death, submitted jobs `FAILED` — each marked with [`INFERRED_AT_END`].
+    pub fn finish_at(mut self, ended_ns: Option<u64>) -> Session {
+        // Attempts Ray never lists go first, so that none of them is inferred to have failed.
+        self.tasks = drop_unlisted_attempts(std::mem::take(&mut self.tasks));
+        if let Some(ended_ns) = ended_ns {
+            self.infer_end(ended_ns);
+        }
+        let mut actors: Vec<Actor> = self
+            .actors
+            .into_iter()
+            .map(|(actor_id, (def, mut transitions))| {
+                transitions.sort();
+                dedup_repeated_states(&mut transitions);
+                Actor {
+                    actor_id,
+                    def,
+                    transitions,
+                }
+            })
+            .collect();
+        actors.sort_unstable_by_key(|a| (a.transitions.first().map(|t| t.ts_ns), a.actor_id));
+        let actor_names: HashMap<ActorId, Text> = actors
+            .iter()
+            .filter(|a| !a.def.name.is_empty())
+            .map(|a| (a.actor_id, a.def.name.clone()))
+            .collect();
+        drop(self.task_index);
+        let mut tasks = self.tasks;
+        for task in &mut tasks {
+            finish_task(task, &actor_names);
+        }
+        tasks.shrink_to_fit();
+        tasks.sort_unstable_by(|a, b| {
+            (a.creation_ns(), a.task_id, a.attempt).cmp(&(b.creation_ns(), b.task_id, b.attempt))
+        });
+        let mut driver_jobs: Vec<DriverJob> = self.driver_jobs.into_values().collect();
+        driver_jobs.sort_unstable_by_key(|j| j.job_id);
+        let mut submission_jobs: Vec<SubmissionJob> = self.submission_jobs.into_values().collect();
+        submission_jobs.sort_unstable_by(|a, b| {
+            (a.start_ms, &a.submission_id).cmp(&(b.start_ms, &b.submission_id))
+        });
+        let mut nodes: Vec<Node> = self.nodes.into_values().collect();
+        nodes.sort_unstable_by_key(|n| (!n.is_head, n.start_ms, n.node_id));
+        let mut events = self.events;
+        events.sort_unstable_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+        events.dedup_by(|a, b| a.event_id == b.event_id && !a.event_id.is_empty());
+        let mut snapshots: BTreeMap<SnapshotKind, Vec<(String, serde_json::Value)>> =
+            BTreeMap::new();
+        for ((kind, id), (_, row)) in self.snapshot_rows {
+            if let Ok(value) = serde_json::from_str(row.get()) {
+                snapshots.entry(kind).or_default().push((id, value));
+            }
+        }
+        let snapshots = snapshots
+            .into_iter()
+            .map(|(kind, mut rows)| {
+                rows.sort_by(|a, b| a.0.cmp(&b.0));
+                (kind, rows.into_iter().map(|(_, v)| v).collect())
+            })
+            .collect();
+        Session {
+            tasks: TaskTable::in_memory(tasks),
+            actors_by_id: actors_by_id(&actors),
+            actors,
+            driver_jobs,
+            submission_jobs,
+            nodes,
+            events,
+            stats: self.stats,
+            snapshots,
+        }
+    }
+}
+
+/// The text that marks a state inferred at the session's end rather than recorded.
+pub const INFERRED_AT_END: &str =
+    "inferred by Ray History: the session ended and no later state was recorded";
+
+impl Builder {
+    fn infer_end(&mut self, ended_ns: u64) {
+        let ended_ms = ended_ns / 1_000_000;
+        let inferred = self.intern(INFERRED_AT_END);
+        for node in self.nodes.values_mut() {
+            if node.state == NodeState::Alive {
+                node.state = NodeState::Dead;
+                node.end_ms = node.end_ms.max(ended_ms);
+                node.death_message = inferred.clone();
+            }
+        }
+        for (_, transitions) in self.actors.values_mut() {
+            let last = transitions.iter().max().cloned();
+            if let Some(last) = last.filter(|t| t.state != ActorState::Dead) {
+                transitions.push(ActorTransition {
+                    ts_ns: ended_ns.max(last.ts_ns),
+                    state: ActorState::Dead,
+                    exit_detail: inferred.clone(),
+                    ..last
+                });
+            }
+        }
+        for job in self.driver_jobs.values_mut() {
+            if !job.is_dead {
+                job.is_dead = true;
+                job.end_ms = job.end_ms.max(ended_ms);
+            }
+        }
+        for job in self.submission_jobs.values_mut() {
+            if matches!(
+                job.status,
+                Some(JobStatus::Pending | JobStatus::Running) | None
+            ) {
+                job.status = Some(JobStatus::Failed);
+                job.message = inferred.clone();
+                job.ts_ns = job.ts_ns.max(ended_ns);
+                if job.end_ms == 0 {
+                    job.end_ms = ended_ms;
+                }
+            }
+        }
+        let worker_died = self.intern("WORKER_DIED");
+        for task in &mut self.tasks {
+            let ts = task.state_ts;
+            let ended = ts[TaskState::Finished as usize] > 0 || ts[TaskState::Failed as usize] > 0;
+            if !ended {
+                let last = ts.iter().copied().max().unwrap_or(0);
+                task.state_ts[TaskState::Failed as usize] = ended_ns.max(last);
+                task.error = Some(Box::new(ErrorInfo {
+                    error_type: worker_died.clone(),
+                    message: INFERRED_AT_END.into(),
+                }));
+            }
+        }
+    }
+}
+
+/// A state seen again (a snapshot repeating what an event said, or two event streams) is one
+/// transition at the time it was first seen; fields only the later copies carry are kept.
+fn dedup_repeated_states(transitions: &mut Vec<ActorTransition>) {
+    transitions.dedup_by(|later, first| {
+        if later.state != first.state || later.num_restarts != first.num_restarts {
+            return false;
+        }
+        if first.node_id.is_none() {
+            first.node_id = later.node_id;
+        }
+        if first.worker_id.is_none() {
+            first.worker_id = later.worker_id;
+        }
+        if first.pid == 0 {
+            first.pid = later.pid;
+        }
+        if first.port == 0 {
+            first.port = later.port;
+        }
+        take_text(&mut first.repr_name, later.repr_name.clone());
+        take_text(&mut first.exit_detail, later.exit_detail.clone());
+        true
+    });
+}
+
+fn empty_text() -> Text {
+    static EMPTY: std::sync::OnceLock<Text> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Text::from("")).clone()
+}
+
+/// Drops attempts that Ray itself never lists: no definition and nothing but a running state
+/// (an actor's restarted creation task), when another attempt of the task has a definition.
+/// The live GCS has no row for them, so `ray list tasks` and `summarize` do not count them.
+fn drop_unlisted_attempts(tasks: Vec<Task>) -> Vec<Task> {
+    let defined = |t: &Task| t.def.task_type.is_some() || !t.def.func_or_class_name.is_empty();
+    let running_only = |t: &Task| {
+        TaskState::ALL.iter().all(|s| {
+            t.state_ts[*s as usize] == 0
+                || matches!(
+                    s,
+                    TaskState::Running | TaskState::RunningInRayGet | TaskState::RunningInRayWait
+                )
+        })
+    };
+    let with_definition: std::collections::HashSet<TaskId> = tasks
+        .iter()
+        .filter(|t| defined(t))
+        .map(|t| t.task_id)
+        .collect();
+    tasks
+        .into_iter()
+        .filter(|t| defined(t) || !running_only(t) || !with_definition.contains(&t.task_id))
+        .collect()
+}
+
+fn finish_task(task: &mut Task, actor_names: &HashMap<ActorId, Text>) {
+    let ts = task.state_ts;
+    task.state = TaskState::ALL
+        .iter()
+        .copied()
+        .filter(|s| ts[*s as usize] > 0)
+        .max_by_key(|s| (ts[*s as usize], s.rank()))
+        .unwrap_or(TaskState::Nil);
+    let def = &mut task.def;
+    if def.job_id.is_none() {
+        def.job_id = task.job_hint;
+    }
+    // Actor (creation) task ids end with the actor id; HTTP events omit it for creations.
+    if def.actor_id.is_none()
+        && matches!(
+            def.task_type,
+            Some(TaskType::Actor | TaskType::ActorCreation)
+        )
+    {
+        let mut actor = [0u8; 16];
+        actor.copy_from_slice(&task.task_id.0[8..]);
+        def.actor_id = Some(crate::ids::Id(actor));
+    }
+    if def.name.is_empty() {
+        def.name = def.func_or_class_name.clone();
+        // Export events carry no task name; Ray names a named actor's creation task
+        // `<actor name>:<class>.__init__`.
+        if def.task_type == Some(TaskType::ActorCreation)
+            && let Some(actor_name) = def.actor_id.and_then(|a| actor_names.get(&a))
+        {
+            def.name = Text::from(format!("{actor_name}:{}", def.func_or_class_name));
+        }
+    }
+    if let Some(profile) = task.profile.as_mut() {
+        profile.events.sort();
+        profile.events.dedup();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(attempt: u32, definition: bool, states: &[(TaskState, u64)]) -> TaskUpdate {
+        TaskUpdate {
+            task_id: TaskId::from_hex("ffffffffffffffffdbc8de4aa87f3fda0124ec7201000000"),
+            attempt,
+            definition: definition.then(|| TaskDefinition {
+                task_type: Some(TaskType::ActorCreation),
+                func_or_class_name: Text::from("Counter.__init__"),
+                ..Default::default()
+            }),
+            states: states.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_running_only_attempt_without_definition_is_not_invented() {
+        let mut builder = Builder::default();
+        builder.task(update(
+            0,
+            true,
+            &[
+                (TaskState::PendingNodeAssignment, 1),
+                (TaskState::Finished, 3),
+            ],
+        ));
+        // The restart of the actor's creation task: Ray wrote only RUNNING for attempt 1.
+        builder.task(update(1, false, &[(TaskState::Running, 5)]));
+        let session = builder.finish();
+        assert_eq!(session.tasks.len(), 1);
+        assert_eq!(session.tasks.memory_rows().unwrap()[0].attempt, 0);
+
+        // An attempt with more than a running state is kept even without a definition.
+        let mut builder = Builder::default();
+        builder.task(update(0, true, &[(TaskState::Finished, 3)]));
+        builder.task(update(
+            1,
+            false,
+            &[(TaskState::PendingArgsAvail, 4), (TaskState::Running, 5)],
+        ));
+        assert_eq!(builder.finish().tasks.len(), 2);
+    }
+}
