@@ -11,7 +11,8 @@
 //!    `api/v0/tasks?limit=100`, then `wrk -c 64` on it (warm), then the server's RSS;
 //! 4. stores a 1 GiB log and times the tail of its last 1,000 lines over HTTP.
 //!
-//! `load` is the child of step 2: `load <storage-url> <session>`.
+//! `load` is the child of step 2: `load <storage-url> <session>`; `generate <dir> <tasks>`
+//! stores one generated session on local disk (for profiling a load by hand).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -420,6 +421,12 @@ async fn main() {
             let index_dir = args.get(4).map(PathBuf::from);
             load(&args[2], connection, &args[3], index_dir.as_deref()).await
         }
+        Some("generate") if args.len() == 4 => {
+            let tasks: u64 = args[3].parse().expect("generate: <tasks> is a number");
+            let storage = open_storage(&args[2], None).await;
+            store_session(&storage, tasks, &generate(tasks)).await;
+            println!("{}", session_name(tasks));
+        }
         Some("run") | None => {
             let dir = args
                 .get(2)
@@ -429,7 +436,7 @@ async fn main() {
         }
         Some(other) => {
             eprintln!(
-                "usage: bench-server [run [<work dir>] | load <storage> <session> [<index dir>]] (got {other})"
+                "usage: bench-server [run [<work dir>] | load <storage> <session> [<index dir>] | generate <dir> <tasks>] (got {other})"
             );
             std::process::exit(2);
         }
