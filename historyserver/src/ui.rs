@@ -4,7 +4,7 @@
 //! session prefix, so the Ray API's literal routes (matched first) answer everything they know
 //! and the build gets the rest; its relative API calls then land on our API.
 //!
-//! Embedded assets are referenced as `ui/<file>?v=<content hash>` and cached for a year;
+//! Embedded assets are referenced as `ui/<content hash>/<file>` and cached for a year;
 //! `index.html` and Ray's non-hashed files are revalidated on every load.
 
 use std::collections::hash_map::DefaultHasher;
@@ -15,7 +15,7 @@ use std::sync::LazyLock;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -31,27 +31,38 @@ const CSP: &str =
 
 /// One embedded file.
 struct Asset {
+    /// Its path below `ui/`, in the source tree and in the URL.
     name: &'static str,
     content_type: &'static str,
     body: &'static [u8],
 }
 
+/// The embedded file `ui/<name>`.
+macro_rules! asset {
+    ($name:literal, $content_type:expr) => {
+        Asset {
+            name: $name,
+            content_type: $content_type,
+            body: include_bytes!(concat!("../ui/", $name)),
+        }
+    };
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// Every file the UI loads: `app.js` and the ES modules it imports (by relative URL, unbundled).
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../ui/app.js"),
-    },
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../ui/app.css"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        body: include_bytes!("../ui/favicon.svg"),
-    },
+    asset!("app.js", JS),
+    asset!("router.js", JS),
+    asset!("api.js", JS),
+    asset!("dom.js", JS),
+    asset!("format.js", JS),
+    asset!("views/sessions.js", JS),
+    asset!("views/session.js", JS),
+    asset!("views/tabs.js", JS),
+    asset!("views/logs.js", JS),
+    asset!("app.css", "text/css; charset=utf-8"),
+    asset!("favicon.svg", "image/svg+xml"),
 ];
 
 /// The asset version (a hash of every embedded file) and `index.html` with it filled in.
@@ -97,7 +108,8 @@ pub fn router<S: Clone + Send + Sync + 'static>(ray_dashboard_dir: Option<PathBu
         .with_state(files);
     Router::new()
         .route("/", get(index))
-        .route("/ui/{file}", get(asset))
+        // The version is in the path: relative module imports inherit it, so builds never mix.
+        .route("/ui/{version}/{*file}", get(asset))
         .merge(dashboard)
 }
 
@@ -167,22 +179,13 @@ async fn index(headers: HeaderMap) -> Response {
     )
 }
 
-#[derive(Deserialize)]
-struct AssetQuery {
-    v: Option<String>,
-}
-
-async fn asset(
-    Path(file): Path<String>,
-    Query(q): Query<AssetQuery>,
-    headers: HeaderMap,
-) -> Response {
+async fn asset(Path((version, file)): Path<(String, String)>, headers: HeaderMap) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == file) else {
         return (StatusCode::NOT_FOUND, "no such file").into_response();
     };
     let index = &*INDEX;
     // Only a URL naming the current version may be cached for good; anything else revalidates.
-    let cache = if q.v.as_deref() == Some(index.version.as_str()) {
+    let cache = if version == index.version {
         CACHE_FOREVER
     } else {
         REVALIDATE
@@ -341,30 +344,84 @@ mod tests {
         let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
         assert!(csp.contains("default-src 'self'"), "{csp}");
         assert!(!html.contains("{{VERSION}}"));
-        let js = format!("ui/app.js?v={}", INDEX.version);
+        let v = &INDEX.version;
+        let js = format!("<script type=\"module\" src=\"ui/{v}/app.js\">");
         assert!(html.contains(&js), "{html}");
+        assert!(html.contains(&format!("\"ui/{v}/app.css\"")), "{html}");
 
-        let (status, headers, body) = fetch(&app, &format!("/{js}"), &[]).await;
+        let (status, headers, body) = fetch(&app, &format!("/ui/{v}/app.js"), &[]).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             headers[header::CONTENT_TYPE],
             "text/javascript; charset=utf-8"
         );
         assert_eq!(headers[header::CACHE_CONTROL], CACHE_FOREVER);
-        assert!(body.contains("function render()"));
+        assert!(body.contains("from \"./router.js\""), "{body}");
 
-        let (_, headers, _) = fetch(&app, "/ui/app.css?v=old", &[]).await;
+        let (_, headers, _) = fetch(&app, "/ui/old/app.css", &[]).await;
         assert_eq!(
             headers[header::CACHE_CONTROL],
             REVALIDATE,
             "a stale version must revalidate"
         );
         assert_eq!(headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
-        assert_eq!(
-            fetch(&app, "/ui/nope.js", &[]).await.0,
-            StatusCode::NOT_FOUND
-        );
+        for missing in [
+            format!("/ui/{v}/nope.js"),
+            format!("/ui/{v}/views/nope.js"),
+            format!("/ui/{v}/views"),
+            format!("/ui/{v}/../app.js"),
+            "/ui/app.js".to_owned(),
+        ] {
+            let status = fetch(&app, &missing, &[]).await.0;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+        }
         assert_eq!(fetch(&app, "/api/sessions", &[]).await.2, "sessions");
+    }
+
+    /// The file a relative import `spec` in the embedded module `from` names.
+    fn resolve(from: &str, spec: &str) -> String {
+        let mut path: Vec<&str> = from.split('/').collect();
+        path.pop();
+        for part in spec.split('/') {
+            match part {
+                "." => {}
+                ".." => assert!(path.pop().is_some(), "{from}: {spec} leaves ui/"),
+                part => path.push(part),
+            }
+        }
+        path.join("/")
+    }
+
+    #[tokio::test]
+    async fn every_embedded_file_and_every_module_import_is_served() {
+        let app = app(None);
+        let v = &INDEX.version;
+        for asset in ASSETS {
+            let (status, headers, body) =
+                fetch(&app, &format!("/ui/{v}/{}", asset.name), &[]).await;
+            assert_eq!(status, StatusCode::OK, "{}", asset.name);
+            assert_eq!(headers[header::CONTENT_TYPE], asset.content_type);
+            assert_eq!(headers[header::CACHE_CONTROL], CACHE_FOREVER);
+            assert_eq!(body.as_bytes(), asset.body, "{}", asset.name);
+            if asset.content_type != JS {
+                continue;
+            }
+            for line in body.lines().filter(|l| l.starts_with("import ")) {
+                let spec = line.rsplit('"').nth(1).unwrap_or_else(|| panic!("{line}"));
+                // A relative specifier keeps the version segment of the importing module's URL.
+                assert!(
+                    spec.starts_with("./") || spec.starts_with("../"),
+                    "{}: {line}",
+                    asset.name
+                );
+                let target = resolve(asset.name, spec);
+                assert!(
+                    ASSETS.iter().any(|a| a.name == target),
+                    "{} imports {target}, which is not embedded",
+                    asset.name
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -197,6 +197,18 @@ fn keyboard_navigation_and_live_log_following() {
         let badge = browser.eval("return document.querySelector('tbody tr .badge').textContent").await;
         assert_eq!(badge, "live", "the running session is not first with a live badge");
 
+        // Every ES module loaded from below the one version segment the page's entry names.
+        let entry = browser
+            .eval("return new URL(document.querySelector('script[type=module]').src).pathname")
+            .await;
+        let dir = entry.as_str().and_then(|e| e.strip_suffix("app.js")).expect("no app.js module");
+        let modules = browser
+            .eval("return performance.getEntriesByType('resource').map((e) => new URL(e.name).pathname).filter((p) => p.endsWith('.js'))")
+            .await;
+        let modules: Vec<&str> = modules.as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert!(modules.iter().all(|m| m.starts_with(dir)), "{modules:?} outside {dir}");
+        assert!(modules.contains(&format!("{dir}views/logs.js").as_str()), "{modules:?}");
+
         browser.keys("/").await;
         let focused = browser.eval("return document.activeElement.id").await;
         assert_eq!(focused, "search", "`/` does not focus the search box");
