@@ -4,7 +4,6 @@
 //! order-independent, so completion order does not matter).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Seek};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::Error;
 use crate::events::{self, FileKind};
+use crate::model::spill::TaskSpill;
 use crate::model::{Builder, Session};
 use crate::session_index::{self, FORMAT_VERSION};
 
@@ -168,52 +168,40 @@ pub async fn load(
         }
     }
     let logs = sorted(logs);
-    // Biggest first, so the long parses start early.
-    event_files.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
-    let mut parsed = futures::stream::iter(event_files)
-        .filter(|(_, _, size)| futures::future::ready(*size > 0))
-        .map(|(key, kind, _)| {
-            let storage = storage.clone();
-            async move { parse_streamed(&storage, &key, kind).await }
-        })
-        .buffer_unordered(FETCH_CONCURRENCY);
-    // Fold each file's builder in as it completes, so at most a few partial states and
-    // downloads are alive at once.
-    let mut merged = Builder::default();
-    while let Some(builder) = parsed.try_next().await? {
-        merged = on_pool(move || {
-            let mut merged = merged;
-            merged.merge(builder);
-            merged
-        })
-        .await?;
-    }
     // A finalised session is over: whatever was still alive is shown as ended.
     let ended_ns = (meta.state == SessionState::Finished)
         .then(|| meta.end_time.unwrap_or(meta.last_heartbeat))
         .and_then(|t| t.timestamp_nanos_opt())
         .and_then(|t| u64::try_from(t).ok());
-    let mut state = on_pool(move || merged.finish_at(ended_ns)).await?;
-    let parsed_ms = started.elapsed().as_millis() as u64;
-    if let Some(dir) = index_dir {
-        state = store_index(
-            storage,
-            state,
-            &index_key,
-            fingerprint,
-            dir,
-            damaged,
-            &indexes,
-        )
-        .await?;
-    }
+    let built = match index_dir {
+        Some(dir) => {
+            match build_index(storage, event_files.clone(), ended_ns, fingerprint, dir).await? {
+                Ok((state, file)) => {
+                    store_index(storage, file, &index_key, damaged, &indexes).await;
+                    Some(state)
+                }
+                Err(e) => {
+                    tracing::warn!(session = %meta.session_name, error = %e, "cannot build the session index on local disk; loading the session into memory");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let state = match built {
+        Some(state) => state,
+        None => {
+            let merged = merge_events(storage, event_files, None).await?;
+            on_pool(move || merged.finish_at(ended_ns)).await?
+        }
+    };
     tracing::info!(
         session = %meta.session_name,
         tasks = state.tasks.len(),
         actors = state.actors.len(),
         files = state.stats.files,
         corrupt_lines = state.stats.corrupt_lines,
-        parsed_ms,
+        indexed = index_dir.is_some(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "session loaded"
     );
@@ -227,6 +215,62 @@ pub async fn load(
     })
 }
 
+/// Fetches and parses every event file (concurrently, biggest first) into one builder; with
+/// a spill, the builders keep their task rows on local disk.
+async fn merge_events(
+    storage: &Storage,
+    mut event_files: Vec<(Path, FileKind, u64)>,
+    spill: Option<Arc<TaskSpill>>,
+) -> Result<Builder, Error> {
+    event_files.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
+    let mut parsed = futures::stream::iter(event_files)
+        .filter(|(_, _, size)| futures::future::ready(*size > 0))
+        .map(|(key, kind, _)| {
+            let storage = storage.clone();
+            let builder = spill.clone().map(Builder::spilling).unwrap_or_default();
+            async move { parse_streamed(&storage, &key, kind, builder).await }
+        })
+        .buffer_unordered(FETCH_CONCURRENCY);
+    // Fold each file's builder in as it completes, so at most a few partial states and
+    // downloads are alive at once.
+    let mut merged = spill.clone().map(Builder::spilling).unwrap_or_default();
+    while let Some(builder) = parsed.try_next().await? {
+        merged = on_pool(move || {
+            let mut merged = merged;
+            merged.merge(builder);
+            merged
+        })
+        .await?;
+    }
+    Ok(merged)
+}
+
+/// Parses the events into a session index in a new unlinked file in `dir`, holding no more
+/// than a partition of the task rows in memory. The inner error is one of the local disk,
+/// after which the session can still be loaded into memory.
+async fn build_index(
+    storage: &Storage,
+    event_files: Vec<(Path, FileKind, u64)>,
+    ended_ns: Option<u64>,
+    fingerprint: u64,
+    dir: &std::path::Path,
+) -> Result<std::io::Result<(Session, std::fs::File)>, Error> {
+    let spill = match TaskSpill::new(dir) {
+        Ok(spill) => Arc::new(spill),
+        Err(e) => return Ok(Err(e)),
+    };
+    let started = Instant::now();
+    let files = event_files.len();
+    let merged = merge_events(storage, event_files, Some(spill)).await?;
+    tracing::info!(
+        files,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "session index: event files parsed"
+    );
+    let dir = dir.to_path_buf();
+    on_pool(move || session_index::build(merged, ended_ns, fingerprint, &dir)).await
+}
+
 fn sorted(mut logs: BTreeMap<NodeId, Vec<LogFile>>) -> BTreeMap<NodeId, Vec<LogFile>> {
     for files in logs.values_mut() {
         files.sort_by(|a, b| a.relative.cmp(&b.relative));
@@ -234,52 +278,27 @@ fn sorted(mut logs: BTreeMap<NodeId, Vec<LogFile>>) -> BTreeMap<NodeId, Vec<LogF
     logs
 }
 
-/// Writes the index of a freshly parsed session to a local file and stores it (create-only;
-/// a damaged one is replaced, those of other event files or versions are deleted). Returns
-/// the session serving its tasks from the local file, or as it was when indexing failed.
+/// Stores a freshly built index (create-only; a damaged one is replaced, those of other event
+/// files or versions are deleted). A failure is logged: the index is built again next time.
 async fn store_index(
     storage: &Storage,
-    state: Session,
+    file: std::fs::File,
     key: &Path,
-    fingerprint: u64,
-    dir: &std::path::Path,
     damaged: bool,
     stale: &[Path],
-) -> Result<Session, Error> {
-    let dir = dir.to_path_buf();
-    let (state, written) = on_pool(move || {
-        let written = session_index::write_local(&state, fingerprint, &dir);
-        (state, written)
-    })
-    .await?;
-    let (file, rows) = match written {
-        Ok(done) => done,
-        Err(e) => {
-            tracing::warn!(key = %key, error = %e, "cannot write the session index; serving the session from memory");
-            return Ok(state);
-        }
-    };
-    let mut indexed = state;
-    indexed.tasks = indexed.tasks.with_rows_in(rows);
-    let bytes = tokio::task::spawn_blocking(move || {
-        let mut bytes = Vec::new();
-        (&file).seek(std::io::SeekFrom::Start(0))?;
-        (&file).read_to_end(&mut bytes).map(|_| bytes)
-    })
-    .await
-    .map_err(|_| Error::Worker)?;
-    let bytes = match bytes {
-        Ok(bytes) => bytes,
-        Err(e) => {
-            tracing::warn!(key = %key, error = %e, "cannot read the session index back to store it");
-            return Ok(indexed);
-        }
-    };
+) {
     let stored = async {
+        let len = file
+            .metadata()
+            .map_err(|source| ray_history_storage::Error::Io {
+                path: "(session index)".into(),
+                source,
+            })?
+            .len();
         if damaged {
             storage.delete(key).await?;
         }
-        let created = storage.put_if_absent(key, bytes.into()).await?;
+        let created = storage.put_file_if_absent(key, file, len).await?;
         for old in stale.iter().filter(|old| *old != key) {
             storage.delete(old).await?;
         }
@@ -291,14 +310,17 @@ async fn store_index(
             tracing::warn!(key = %key, error = %e, "cannot store the session index; it is built again on the next load")
         }
     }
-    Ok(indexed)
 }
 
 /// Downloads a file as a stream and parses it in blocks of whole lines, so a big file never
 /// sits in memory whole.
-async fn parse_streamed(storage: &Storage, key: &Path, kind: FileKind) -> Result<Builder, Error> {
+async fn parse_streamed(
+    storage: &Storage,
+    key: &Path,
+    kind: FileKind,
+    mut builder: Builder,
+) -> Result<Builder, Error> {
     let (_, mut stream) = storage.get_stream(key, None).await?;
-    let mut builder = Builder::default();
     builder.stats.files = 1;
     let mut pending = BytesMut::new();
     loop {

@@ -32,8 +32,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::model::table::{Columns, RowFile, TaskTable, encode_block};
-use crate::model::{Session, SessionRest};
+use crate::model::table::{Columns, ColumnsBuilder, RowFile, TaskTable, encode_block};
+use crate::model::{Builder, Session, SessionRest, Task};
 
 /// Version of the file format; part of the object name.
 pub const FORMAT_VERSION: u32 = 1;
@@ -105,54 +105,129 @@ pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
     )
 }
 
-/// Writes `session` as an index file to `out` (at its start) and returns where its task
-/// blocks are. Blocks are compressed in parallel on the rayon pool.
-pub fn write(session: &Session, fingerprint: u64, out: &mut File) -> io::Result<Vec<(u64, u32)>> {
-    let table = &session.tasks;
-    let encoded: Vec<Vec<u8>> = match table.memory_rows() {
-        Some(rows) => rows
-            .par_chunks(ROWS_PER_BLOCK)
-            .map(encode_block)
-            .collect::<io::Result<_>>()?,
-        None => {
-            return Err(io::Error::other(
-                "only a session parsed from its events is indexed",
-            ));
-        }
-    };
-    let mut out = Checksummed::new(io::BufWriter::with_capacity(1 << 20, out));
-    out.write_all(MAGIC)?;
-    out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-    let mut blocks = Vec::with_capacity(encoded.len());
-    for block in &encoded {
-        blocks.push((out.written, block.len() as u32));
-        out.write_all(block)?;
+/// Blocks encoded at once, in parallel on the rayon pool.
+const BLOCKS_PER_BATCH: usize = 32;
+
+/// Writes an index file a row at a time, rows in their final order: blocks are compressed
+/// in parallel batches and the columns are built as the rows pass, so no more than a batch
+/// of rows is in memory.
+pub struct IndexWriter {
+    out: Checksummed<io::BufWriter<File>>,
+    file: File,
+    fingerprint: u64,
+    batch: Vec<Vec<Task>>,
+    blocks: Vec<(u64, u32)>,
+    columns: ColumnsBuilder,
+    rows: u64,
+}
+
+impl IndexWriter {
+    /// Starts an index file at the start of `file`.
+    pub fn new(file: File, fingerprint: u64) -> io::Result<Self> {
+        let mut out = Checksummed::new(io::BufWriter::with_capacity(1 << 20, file.try_clone()?));
+        out.write_all(MAGIC)?;
+        out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        Ok(IndexWriter {
+            out,
+            file,
+            fingerprint,
+            batch: vec![Vec::with_capacity(ROWS_PER_BLOCK)],
+            blocks: Vec::new(),
+            columns: ColumnsBuilder::default(),
+            rows: 0,
+        })
     }
-    drop(encoded);
-    let columns = section(table.columns())?;
-    let columns_at = (out.written, columns.len() as u32);
-    out.write_all(&columns)?;
-    let rest = section(&session.rest())?;
-    let rest_at = (out.written, rest.len() as u32);
-    out.write_all(&rest)?;
-    let footer = postcard::to_stdvec(&Footer {
-        version: FORMAT_VERSION,
-        fingerprint,
-        rows: table.len() as u64,
-        rows_per_block: ROWS_PER_BLOCK as u32,
-        blocks: blocks.clone(),
-        columns: columns_at,
-        rest: rest_at,
-    })
-    .map_err(io::Error::other)?;
-    out.write_all(&footer)?;
-    out.write_all(&(footer.len() as u32).to_le_bytes())?;
-    let crc = out.crc.clone().finalize();
-    let mut inner = out.inner;
-    inner.write_all(&crc.to_le_bytes())?;
-    inner.write_all(MAGIC)?;
-    inner.flush()?;
-    Ok(blocks)
+
+    /// Adds the next row.
+    pub fn push(&mut self, task: Task) -> io::Result<()> {
+        self.columns.push(&task);
+        self.rows += 1;
+        let last = self.batch.last_mut().expect("a batch has a block");
+        last.push(task);
+        if last.len() == ROWS_PER_BLOCK {
+            if self.batch.len() == BLOCKS_PER_BATCH {
+                self.write_batch()?;
+            }
+            self.batch.push(Vec::with_capacity(ROWS_PER_BLOCK));
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> io::Result<()> {
+        let encoded: Vec<Vec<u8>> = self
+            .batch
+            .par_iter()
+            .filter(|rows| !rows.is_empty())
+            .map(|rows| encode_block(rows))
+            .collect::<io::Result<_>>()?;
+        self.batch.clear();
+        for block in encoded {
+            self.blocks.push((self.out.written, block.len() as u32));
+            self.out.write_all(&block)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the columns, the rest of the session and the footer; returns the file, the
+    /// columns and the session's rows in the file.
+    pub fn finish(mut self, rest: &SessionRest) -> io::Result<(File, Columns, RowFile)> {
+        self.write_batch()?;
+        let columns = self.columns.finish();
+        let section_at = |out: &Checksummed<_>, bytes: &Vec<u8>| (out.written, bytes.len() as u32);
+        let encoded = section(&columns)?;
+        let columns_at = section_at(&self.out, &encoded);
+        self.out.write_all(&encoded)?;
+        let encoded = section(rest)?;
+        let rest_at = section_at(&self.out, &encoded);
+        self.out.write_all(&encoded)?;
+        drop(encoded);
+        let footer = postcard::to_stdvec(&Footer {
+            version: FORMAT_VERSION,
+            fingerprint: self.fingerprint,
+            rows: self.rows,
+            rows_per_block: ROWS_PER_BLOCK as u32,
+            blocks: self.blocks.clone(),
+            columns: columns_at,
+            rest: rest_at,
+        })
+        .map_err(io::Error::other)?;
+        self.out.write_all(&footer)?;
+        self.out.write_all(&(footer.len() as u32).to_le_bytes())?;
+        let crc = self.out.crc.clone().finalize();
+        let mut inner = self.out.inner;
+        inner.write_all(&crc.to_le_bytes())?;
+        inner.write_all(MAGIC)?;
+        inner.flush()?;
+        drop(inner);
+        let rows = RowFile::new(self.file.try_clone()?, self.blocks, ROWS_PER_BLOCK as u32);
+        Ok((self.file, columns, rows))
+    }
+}
+
+/// Writes a session whose rows are in memory as an index file to `out` (at its start).
+pub fn write(session: &Session, fingerprint: u64, out: &File) -> io::Result<()> {
+    let rows = session.tasks.memory_rows().ok_or_else(|| {
+        io::Error::other("only a session whose rows are in memory is written whole")
+    })?;
+    let mut writer = IndexWriter::new(out.try_clone()?, fingerprint)?;
+    for task in rows {
+        writer.push(task.clone())?;
+    }
+    writer.finish(&session.rest()).map(|_| ())
+}
+
+/// Builds a session's index from its builder into a new unlinked file in `dir`; returns the
+/// session serving its rows from that file, and the file.
+pub fn build(
+    builder: Builder,
+    ended_ns: Option<u64>,
+    fingerprint: u64,
+    dir: &FsPath,
+) -> io::Result<(Session, File)> {
+    let mut writer = IndexWriter::new(tempfile::tempfile_in(dir)?, fingerprint)?;
+    let rest = builder.finish_to(ended_ns, |task| writer.push(task))?;
+    let (file, columns, rows) = writer.finish(&rest)?;
+    Ok((Session::new(TaskTable::in_file(columns, rows), rest), file))
 }
 
 fn section<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
@@ -271,19 +346,6 @@ pub fn open(mut file: File, fingerprint: u64) -> Result<Session, IndexError> {
     }
     let rows = RowFile::new(file, footer.blocks, footer.rows_per_block);
     Ok(Session::new(TaskTable::in_file(columns, rows), rest))
-}
-
-/// Writes the index of `session` to a new unlinked file in `dir`; returns the file and its
-/// rows, for [`TaskTable::with_rows_in`].
-pub fn write_local(
-    session: &Session,
-    fingerprint: u64,
-    dir: &FsPath,
-) -> io::Result<(File, RowFile)> {
-    let mut file = tempfile::tempfile_in(dir)?;
-    let blocks = write(session, fingerprint, &mut file)?;
-    let rows = RowFile::new(file.try_clone()?, blocks, ROWS_PER_BLOCK as u32);
-    Ok((file, rows))
 }
 
 /// Downloads a stored index into a new unlinked file in `dir` and opens it.

@@ -416,7 +416,7 @@ async fn store_indexed_session(root: &std::path::Path, tasks: u32) -> String {
     session_index::write(
         &session,
         fingerprint,
-        &mut std::fs::File::create(&path).unwrap(),
+        &std::fs::File::create(&path).unwrap(),
     )
     .unwrap();
     drop(session);

@@ -14,7 +14,7 @@ use object_store::{
     Attribute, Attributes, ListResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
     PutOptions, PutPayload,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::config::{Backend, StorageConfig, StorageKind};
 use crate::error::{Error, Result};
@@ -147,14 +147,84 @@ impl Storage {
     /// Uploads the first `len` bytes of a local file to `key`, reading it in chunks so memory
     /// stays bounded whatever the file's size. Large files use a multipart upload.
     pub async fn put_file(&self, key: &Path, file: &std::path::Path, len: u64) -> Result<()> {
+        let opened = tokio::fs::File::open(file)
+            .await
+            .map_err(|source| Error::Io {
+                path: file.display().to_string(),
+                source,
+            })?;
+        self.upload(key, opened, &file.display().to_string(), len)
+            .await
+    }
+
+    /// Writes the first `len` bytes of an open local file to `key` only if no object exists
+    /// there; returns `false` when one did. A file bigger than one request is uploaded to a
+    /// scratch key beside `key` and copied into place create-only, because a multipart upload
+    /// cannot be made create-only. Where the backend cannot copy create-only (S3 without
+    /// `copy_if_not_exists`), an existing object is checked for first instead.
+    pub async fn put_file_if_absent(
+        &self,
+        key: &Path,
+        file: std::fs::File,
+        len: u64,
+    ) -> Result<bool> {
+        let mut file = tokio::fs::File::from_std(file);
         let io_error = |source| Error::Io {
-            path: file.display().to_string(),
+            path: "(session file)".into(),
             source,
         };
-        let mut reader = tokio::fs::File::open(file)
+        file.seek(std::io::SeekFrom::Start(0))
             .await
-            .map_err(io_error)?
-            .take(len);
+            .map_err(io_error)?;
+        if len as usize <= UPLOAD_CHUNK {
+            let mut buf = Vec::with_capacity(len as usize);
+            file.take(len)
+                .read_to_end(&mut buf)
+                .await
+                .map_err(io_error)?;
+            return self.put_if_absent(key, buf.into()).await;
+        }
+        if self.head(key).await?.is_some() {
+            return Ok(false);
+        }
+        let scratch = Path::parse(format!("{key}.upload-{:016x}", rand::random::<u64>()))
+            .map_err(|e| backend_error("put", key.as_ref(), e.into()))?;
+        self.upload(&scratch, file, "(session file)", len).await?;
+        let copied = match self.store.copy_if_not_exists(&scratch, key).await {
+            Ok(()) => Ok(true),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(false),
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => match self.head(key).await {
+                Ok(Some(_)) => Ok(false),
+                Ok(None) => self.copy(&scratch, key).await.map(|()| true),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(backend_error("copy", key.as_ref(), e)),
+        };
+        if let Err(e) = self.delete(&scratch).await {
+            tracing::warn!(key = %scratch, error = %e, "cannot delete an upload's scratch copy");
+        }
+        copied
+    }
+
+    /// Uploads `len` bytes of `reader` to `key`, in one request when small, else multipart.
+    async fn upload(
+        &self,
+        key: &Path,
+        reader: tokio::fs::File,
+        what: &str,
+        len: u64,
+    ) -> Result<()> {
+        let io_error = |source| Error::Io {
+            path: what.to_string(),
+            source,
+        };
+        let mut reader = reader.take(len);
         if len as usize <= UPLOAD_CHUNK {
             let mut buf = Vec::with_capacity(len as usize);
             reader.read_to_end(&mut buf).await.map_err(io_error)?;

@@ -3,40 +3,21 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use ray_history_storage::layout::SnapshotKind;
+use rayon::slice::ParallelSliceMut;
 use serde_json::value::RawValue;
 
-use super::session::actors_by_id;
+use super::spill::{SPILL_ROWS, TaskSpill};
+use super::task::{RowKey, TaskRows};
 use super::*;
 use crate::ids::{ActorId, JobId, NodeId, TaskId};
-
-/// Counts of what a load skipped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoadStats {
-    pub files: u64,
-    pub bytes: u64,
-    pub lines: u64,
-    pub corrupt_lines: u64,
-    pub unknown_events: u64,
-}
-
-impl LoadStats {
-    fn merge(&mut self, other: LoadStats) {
-        self.files += other.files;
-        self.bytes += other.bytes;
-        self.lines += other.lines;
-        self.corrupt_lines += other.corrupt_lines;
-        self.unknown_events += other.unknown_events;
-    }
-}
 
 /// Accumulates updates from one or more files; merge builders, then [`Builder::finish`].
 #[derive(Default)]
 pub struct Builder {
-    tasks: Vec<Task>,
-    task_index: HashMap<(TaskId, u32), u32>,
+    tasks: TaskRows,
     actors: HashMap<ActorId, (ActorDefinition, Vec<ActorTransition>)>,
     driver_jobs: HashMap<JobId, DriverJob>,
     submission_jobs: HashMap<Text, SubmissionJob>,
@@ -45,11 +26,21 @@ pub struct Builder {
     /// Snapshot rows without events (placement groups, workers, Serve, Data), newest per id.
     snapshot_rows: HashMap<(SnapshotKind, String), (u64, Box<RawValue>)>,
     interned: std::collections::HashSet<Text>,
+    /// Where task rows go when the session is indexed, instead of staying in memory.
+    spill: Option<Arc<TaskSpill>>,
     /// What was read and skipped.
     pub stats: LoadStats,
 }
 
 impl Builder {
+    /// A builder that moves its task rows to `spill` whenever it holds [`SPILL_ROWS`] of them.
+    pub fn spilling(spill: Arc<TaskSpill>) -> Self {
+        Builder {
+            spill: Some(spill),
+            ..Builder::default()
+        }
+    }
+
     /// Shares one allocation for equal strings within this builder.
     pub fn intern(&mut self, text: &str) -> Text {
         if text.is_empty() {
@@ -73,12 +64,11 @@ impl Builder {
     }
 
     fn add_task(&mut self, task: Task) {
-        match self.task_index.entry((task.task_id, task.attempt)) {
-            Entry::Occupied(e) => self.tasks[*e.get() as usize].merge(task),
-            Entry::Vacant(e) => {
-                e.insert(self.tasks.len() as u32);
-                self.tasks.push(task);
-            }
+        self.tasks.add(task);
+        if self.tasks.len() >= SPILL_ROWS
+            && let Some(spill) = &self.spill
+        {
+            spill.put(self.tasks.take());
         }
     }
 
@@ -153,14 +143,15 @@ impl Builder {
     }
 
     /// Merges another builder into this one (commutative and associative).
-    pub fn merge(&mut self, other: Builder) {
+    pub fn merge(&mut self, mut other: Builder) {
         if other.tasks.len() > self.tasks.len() {
-            let mut other = other;
             std::mem::swap(self, &mut other);
             return self.merge(other);
         }
-        self.task_index.reserve(other.tasks.len());
-        for task in other.tasks {
+        if self.spill.is_none() {
+            self.spill = other.spill.take();
+        }
+        for task in other.tasks.into_vec() {
             self.add_task(task);
         }
         for (id, (def, transitions)) in other.actors {
@@ -196,8 +187,31 @@ impl Builder {
     /// gone — nodes and actors `DEAD`, drivers ended, unfinished tasks `FAILED` as on a worker's
     /// death, submitted jobs `FAILED` — each marked with [`INFERRED_AT_END`].
     pub fn finish_at(mut self, ended_ns: Option<u64>) -> Session {
-        // Attempts Ray never lists go first, so that none of them is inferred to have failed.
-        self.tasks = drop_unlisted_attempts(std::mem::take(&mut self.tasks));
+        let tasks = self.tasks.take();
+        let (rest, finisher) = self.finish_rest(ended_ns);
+        Session::new(TaskTable::in_memory(finisher.finish(tasks)), rest)
+    }
+
+    /// Freezes the state for the session index: returns everything but the task rows, and
+    /// passes every finished row to `sink` in row order. A spilling builder never holds more
+    /// than a partition of its rows in memory (see [`super::spill`]).
+    pub fn finish_to(
+        mut self,
+        ended_ns: Option<u64>,
+        mut sink: impl FnMut(Task) -> std::io::Result<()>,
+    ) -> std::io::Result<SessionRest> {
+        let spill = self.spill.take();
+        let tasks = self.tasks.take();
+        let (rest, finisher) = self.finish_rest(ended_ns);
+        match spill {
+            Some(spill) => spill.finish(tasks, |rows| finisher.finish(rows), sink)?,
+            None => finisher.finish(tasks).into_iter().try_for_each(&mut sink)?,
+        }
+        Ok(rest)
+    }
+
+    /// Freezes everything but the task rows, and returns what finishes those.
+    fn finish_rest(mut self, ended_ns: Option<u64>) -> (SessionRest, TaskFinisher) {
         if let Some(ended_ns) = ended_ns {
             self.infer_end(ended_ns);
         }
@@ -215,20 +229,15 @@ impl Builder {
             })
             .collect();
         actors.sort_unstable_by_key(|a| (a.transitions.first().map(|t| t.ts_ns), a.actor_id));
-        let actor_names: HashMap<ActorId, Text> = actors
-            .iter()
-            .filter(|a| !a.def.name.is_empty())
-            .map(|a| (a.actor_id, a.def.name.clone()))
-            .collect();
-        drop(self.task_index);
-        let mut tasks = self.tasks;
-        for task in &mut tasks {
-            finish_task(task, &actor_names);
-        }
-        tasks.shrink_to_fit();
-        tasks.sort_unstable_by(|a, b| {
-            (a.creation_ns(), a.task_id, a.attempt).cmp(&(b.creation_ns(), b.task_id, b.attempt))
-        });
+        let finisher = TaskFinisher {
+            ended_ns,
+            actor_names: actors
+                .iter()
+                .filter(|a| !a.def.name.is_empty())
+                .map(|a| (a.actor_id, a.def.name.clone()))
+                .collect(),
+            worker_died: Text::from("WORKER_DIED"),
+        };
         let mut driver_jobs: Vec<DriverJob> = self.driver_jobs.into_values().collect();
         driver_jobs.sort_unstable_by_key(|j| j.job_id);
         let mut submission_jobs: Vec<SubmissionJob> = self.submission_jobs.into_values().collect();
@@ -240,23 +249,24 @@ impl Builder {
         let mut events = self.events;
         events.sort_unstable_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
         events.dedup_by(|a, b| a.event_id == b.event_id && !a.event_id.is_empty());
-        let mut snapshots: BTreeMap<SnapshotKind, Vec<(String, serde_json::Value)>> =
-            BTreeMap::new();
+        let mut snapshots: BTreeMap<SnapshotKind, Vec<(String, String)>> = BTreeMap::new();
         for ((kind, id), (_, row)) in self.snapshot_rows {
-            if let Ok(value) = serde_json::from_str(row.get()) {
-                snapshots.entry(kind).or_default().push((id, value));
-            }
+            snapshots
+                .entry(kind)
+                .or_default()
+                .push((id, String::from(Box::<str>::from(row))));
         }
         let snapshots = snapshots
             .into_iter()
             .map(|(kind, mut rows)| {
                 rows.sort_by(|a, b| a.0.cmp(&b.0));
-                (kind, rows.into_iter().map(|(_, v)| v).collect())
+                (
+                    kind.name().to_string(),
+                    rows.into_iter().map(|(_, row)| row).collect(),
+                )
             })
             .collect();
-        Session {
-            tasks: TaskTable::in_memory(tasks),
-            actors_by_id: actors_by_id(&actors),
+        let rest = SessionRest {
             actors,
             driver_jobs,
             submission_jobs,
@@ -264,8 +274,62 @@ impl Builder {
             events,
             stats: self.stats,
             snapshots,
+        };
+        (rest, finisher)
+    }
+}
+
+/// Finishes task rows once the rest of the session is frozen: drops the attempts Ray never
+/// lists, infers the end of unfinished ones, derives the current state and defaults, and sorts
+/// them by creation time. All attempts of a task must be finished together.
+struct TaskFinisher {
+    ended_ns: Option<u64>,
+    actor_names: HashMap<ActorId, Text>,
+    worker_died: Text,
+}
+
+impl TaskFinisher {
+    /// Finished rows of `tasks`, in row order.
+    fn finish(&self, tasks: Vec<Task>) -> Vec<Task> {
+        // Attempts Ray never lists go first, so that none of them is inferred to have failed.
+        let mut tasks = drop_unlisted_attempts(tasks);
+        for task in &mut tasks {
+            if let Some(ended_ns) = self.ended_ns {
+                self.infer_end(task, ended_ns);
+            }
+            finish_task(task, &self.actor_names);
+        }
+        sort_rows(tasks)
+    }
+
+    fn infer_end(&self, task: &mut Task, ended_ns: u64) {
+        let ts = task.state_ts;
+        let ended = ts[TaskState::Finished as usize] > 0 || ts[TaskState::Failed as usize] > 0;
+        if !ended {
+            let last = ts.iter().copied().max().unwrap_or(0);
+            task.state_ts[TaskState::Failed as usize] = ended_ns.max(last);
+            task.error = Some(Box::new(ErrorInfo {
+                error_type: self.worker_died.clone(),
+                message: INFERRED_AT_END.into(),
+            }));
         }
     }
+}
+
+/// Sorts rows by [`Task::row_key`], moving each row once (rows are a few hundred bytes; sorting
+/// them in place moves each one many times).
+fn sort_rows(tasks: Vec<Task>) -> Vec<Task> {
+    let mut order: Vec<(RowKey, u32)> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.row_key(), i as u32))
+        .collect();
+    order.par_sort_unstable();
+    let mut slots: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|(_, i)| slots[i as usize].take().expect("each row is taken once"))
+        .collect()
 }
 
 /// The text that marks a state inferred at the session's end rather than recorded.
@@ -311,19 +375,6 @@ impl Builder {
                 if job.end_ms == 0 {
                     job.end_ms = ended_ms;
                 }
-            }
-        }
-        let worker_died = self.intern("WORKER_DIED");
-        for task in &mut self.tasks {
-            let ts = task.state_ts;
-            let ended = ts[TaskState::Finished as usize] > 0 || ts[TaskState::Failed as usize] > 0;
-            if !ended {
-                let last = ts.iter().copied().max().unwrap_or(0);
-                task.state_ts[TaskState::Failed as usize] = ended_ns.max(last);
-                task.error = Some(Box::new(ErrorInfo {
-                    error_type: worker_died.clone(),
-                    message: INFERRED_AT_END.into(),
-                }));
             }
         }
     }

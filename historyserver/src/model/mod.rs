@@ -18,10 +18,10 @@
 use std::sync::Arc;
 
 pub use actor::{Actor, ActorDefinition, ActorState, ActorTransition, ActorUpdate};
-pub use builder::{Builder, INFERRED_AT_END, LoadStats};
+pub use builder::{Builder, INFERRED_AT_END};
 pub use job::{DriverJob, JobStatus, SubmissionJob};
 pub use node::{ClusterEvent, Node, NodeState};
-pub use session::{Session, SessionRest};
+pub use session::{LoadStats, Session, SessionRest};
 pub use table::TaskTable;
 pub use task::{
     ErrorInfo, Profile, ProfileEvent, TASK_STATES, Task, TaskDefinition, TaskLogInfo, TaskState,
@@ -33,6 +33,7 @@ mod builder;
 mod job;
 mod node;
 mod session;
+pub mod spill;
 pub mod table;
 mod task;
 

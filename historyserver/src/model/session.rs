@@ -121,3 +121,24 @@ impl Session {
             + self.events.len() * 1024
     }
 }
+
+/// Counts of what a load skipped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadStats {
+    pub files: u64,
+    pub bytes: u64,
+    pub lines: u64,
+    pub corrupt_lines: u64,
+    pub unknown_events: u64,
+}
+
+impl LoadStats {
+    pub(super) fn merge(&mut self, other: LoadStats) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.lines += other.lines;
+        self.corrupt_lines += other.corrupt_lines;
+        self.unknown_events += other.unknown_events;
+    }
+}

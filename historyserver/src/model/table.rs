@@ -12,6 +12,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use rayon::slice::ParallelSliceMut;
 use serde::{Deserialize, Serialize};
 
 use super::{Task, TaskState, TaskType, Text};
@@ -24,23 +25,42 @@ struct Dict<T> {
     codes: Vec<u32>,
 }
 
-impl<T: Clone + Eq + Hash> Dict<T> {
-    fn build<'a>(rows: impl Iterator<Item = T> + 'a) -> Self {
-        let mut seen: HashMap<T, u32> = HashMap::new();
-        let mut dict = Dict {
-            values: Vec::new(),
-            codes: Vec::new(),
-        };
-        for value in rows {
-            let code = *seen.entry(value.clone()).or_insert_with(|| {
-                dict.values.push(value);
-                (dict.values.len() - 1) as u32
-            });
-            dict.codes.push(code);
-        }
-        dict
-    }
+/// Builds a [`Dict`] a row at a time.
+#[derive(Debug)]
+struct DictBuilder<T> {
+    seen: HashMap<T, u32>,
+    dict: Dict<T>,
+}
 
+impl<T> Default for DictBuilder<T> {
+    fn default() -> Self {
+        DictBuilder {
+            seen: HashMap::new(),
+            dict: Dict {
+                values: Vec::new(),
+                codes: Vec::new(),
+            },
+        }
+    }
+}
+
+impl<T: Clone + Eq + Hash> DictBuilder<T> {
+    fn push(&mut self, value: T) {
+        let dict = &mut self.dict;
+        let code = match self.seen.get(&value) {
+            Some(code) => *code,
+            None => {
+                let code = dict.values.len() as u32;
+                dict.values.push(value.clone());
+                self.seen.insert(value, code);
+                code
+            }
+        };
+        dict.codes.push(code);
+    }
+}
+
+impl<T: Clone + Eq + Hash> Dict<T> {
     fn get(&self, row: u32) -> &T {
         &self.values[self.codes[row as usize] as usize]
     }
@@ -80,35 +100,9 @@ pub struct Columns {
 impl Columns {
     /// The columns of `tasks`, in their order.
     pub fn of(tasks: &[Task]) -> Self {
-        let mut by_id: Vec<u32> = (0..tasks.len() as u32).collect();
-        by_id.sort_by_key(|i| {
-            let t = &tasks[*i as usize];
-            (t.task_id, t.attempt, *i)
-        });
-        Columns {
-            task_id: tasks.iter().map(|t| t.task_id).collect(),
-            attempt: tasks.iter().map(|t| t.attempt).collect(),
-            state: tasks.iter().map(|t| t.state).collect(),
-            task_type: tasks.iter().map(|t| t.def.task_type).collect(),
-            job: Dict::build(tasks.iter().map(Task::job_id)),
-            name: Dict::build(tasks.iter().map(|t| t.def.name.clone())),
-            func: Dict::build(tasks.iter().map(|t| t.def.func_or_class_name.clone())),
-            actor: Dict::build(tasks.iter().map(|t| t.def.actor_id)),
-            node: Dict::build(tasks.iter().map(|t| t.node_id)),
-            worker: Dict::build(tasks.iter().map(|t| t.worker_id)),
-            error_type: Dict::build(
-                tasks
-                    .iter()
-                    .map(|t| t.error.as_ref().map(|e| e.error_type.clone())),
-            ),
-            language: Dict::build(tasks.iter().map(|t| t.def.language.clone())),
-            placement_group: Dict::build(tasks.iter().map(|t| t.def.placement_group_id)),
-            by_id,
-            drivers: tasks
-                .iter()
-                .filter(|t| t.def.task_type == Some(TaskType::Driver))
-                .count(),
-        }
+        let mut builder = ColumnsBuilder::default();
+        tasks.iter().for_each(|t| builder.push(t));
+        builder.finish()
     }
 
     /// Number of rows.
@@ -127,6 +121,71 @@ impl Columns {
             + self.error_type.heap_bytes()
             + self.language.heap_bytes()
             + self.placement_group.heap_bytes()
+    }
+}
+
+/// Builds [`Columns`] a row at a time, in row order, so a session's rows never need to be
+/// in memory together.
+#[derive(Debug, Default)]
+pub struct ColumnsBuilder {
+    task_id: Vec<TaskId>,
+    attempt: Vec<u32>,
+    state: Vec<TaskState>,
+    task_type: Vec<Option<TaskType>>,
+    job: DictBuilder<JobId>,
+    name: DictBuilder<Text>,
+    func: DictBuilder<Text>,
+    actor: DictBuilder<Option<ActorId>>,
+    node: DictBuilder<Option<NodeId>>,
+    worker: DictBuilder<Option<WorkerId>>,
+    error_type: DictBuilder<Option<Text>>,
+    language: DictBuilder<Text>,
+    placement_group: DictBuilder<Option<PlacementGroupId>>,
+    drivers: usize,
+}
+
+impl ColumnsBuilder {
+    /// Adds the next row.
+    pub fn push(&mut self, t: &Task) {
+        self.task_id.push(t.task_id);
+        self.attempt.push(t.attempt);
+        self.state.push(t.state);
+        self.task_type.push(t.def.task_type);
+        self.job.push(t.job_id());
+        self.name.push(t.def.name.clone());
+        self.func.push(t.def.func_or_class_name.clone());
+        self.actor.push(t.def.actor_id);
+        self.node.push(t.node_id);
+        self.worker.push(t.worker_id);
+        self.error_type
+            .push(t.error.as_ref().map(|e| e.error_type.clone()));
+        self.language.push(t.def.language.clone());
+        self.placement_group.push(t.def.placement_group_id);
+        self.drivers += usize::from(t.def.task_type == Some(TaskType::Driver));
+    }
+
+    /// The columns, with the rows' order by task id.
+    pub fn finish(self) -> Columns {
+        let mut by_id: Vec<u32> = (0..self.task_id.len() as u32).collect();
+        let (ids, attempts) = (&self.task_id, &self.attempt);
+        by_id.par_sort_unstable_by_key(|i| (ids[*i as usize], attempts[*i as usize], *i));
+        Columns {
+            task_id: self.task_id,
+            attempt: self.attempt,
+            state: self.state,
+            task_type: self.task_type,
+            job: self.job.dict,
+            name: self.name.dict,
+            func: self.func.dict,
+            actor: self.actor.dict,
+            node: self.node.dict,
+            worker: self.worker.dict,
+            error_type: self.error_type.dict,
+            language: self.language.dict,
+            placement_group: self.placement_group.dict,
+            by_id,
+            drivers: self.drivers,
+        }
     }
 }
 

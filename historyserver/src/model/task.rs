@@ -1,5 +1,8 @@
 //! Task attempts: their states, definition, execution fields and merge rules.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use super::{Text, take_opt, take_stamped, take_text};
 use crate::ids::{ActorId, JobId, NodeId, PlacementGroupId, TaskId, WorkerId};
 
@@ -394,5 +397,49 @@ fn merge_profile(slot: &mut Option<Box<Profile>>, new: Option<Box<Profile>>) {
             take_text(&mut old.node_ip_address, new.node_ip_address);
             old.events.extend(new.events);
         }
+    }
+}
+
+/// The order of rows: creation time, task id, attempt.
+pub type RowKey = (Option<u64>, TaskId, u32);
+
+impl Task {
+    /// Where the row goes in a session's task table.
+    pub fn row_key(&self) -> RowKey {
+        (self.creation_ns(), self.task_id, self.attempt)
+    }
+}
+
+/// Task rows being merged: one row per attempt, updates of the same attempt merged into it.
+#[derive(Debug, Default)]
+pub(super) struct TaskRows {
+    rows: Vec<Task>,
+    index: HashMap<(TaskId, u32), u32>,
+}
+
+impl TaskRows {
+    /// Merges `task` into its attempt's row, or adds a row.
+    pub(super) fn add(&mut self, task: Task) {
+        match self.index.entry((task.task_id, task.attempt)) {
+            Entry::Occupied(e) => self.rows[*e.get() as usize].merge(task),
+            Entry::Vacant(e) => {
+                e.insert(self.rows.len() as u32);
+                self.rows.push(task);
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Takes every row out.
+    pub(super) fn take(&mut self) -> Vec<Task> {
+        self.index.clear();
+        std::mem::take(&mut self.rows)
+    }
+
+    pub(super) fn into_vec(self) -> Vec<Task> {
+        self.rows
     }
 }

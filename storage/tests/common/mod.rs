@@ -78,6 +78,45 @@ pub async fn backend_suite(storage: &Storage) {
     );
     assert_eq!(&storage.get(&once).await.unwrap()[..], b"1");
 
+    // put_file_if_absent is create-only too, for a file of one request and one bigger than
+    // that (uploaded beside the key, then copied into place), and leaves nothing beside it.
+    for (name, len) in [("small.rhsi", 1000), ("big.rhsi", 9 * 1024 * 1024 + 3)] {
+        let target = key(&format!("files/{name}"));
+        let file = |seed| {
+            let mut f = tempfile::tempfile().unwrap();
+            std::io::Write::write_all(&mut f, &noise(len, seed)).unwrap();
+            f
+        };
+        assert!(
+            storage
+                .put_file_if_absent(&target, file(7), len as u64)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            !storage
+                .put_file_if_absent(&target, file(8), len as u64)
+                .await
+                .unwrap(),
+            "{name}"
+        );
+        assert!(
+            storage.get(&target).await.unwrap()[..] == noise(len, 7)[..],
+            "{name}"
+        );
+    }
+    let beside: Vec<Path> = storage
+        .list(Some(&key("files")))
+        .map_ok(|o| o.location)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(beside, [key("files/big.rhsi"), key("files/small.rhsi")]);
+    for file in beside {
+        storage.delete(&file).await.unwrap();
+    }
+
     // list by prefix (recursive) and one level with a delimiter
     storage
         .put(&key("dir/sub/b.txt"), Bytes::from_static(b"b"))
