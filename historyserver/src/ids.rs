@@ -130,7 +130,9 @@ impl<'de, const N: usize> serde::Deserialize<'de> for Id<N> {
         if d.is_human_readable() {
             d.deserialize_str(Visitor::<N>)
         } else {
-            d.deserialize_bytes(Visitor::<N>)
+            // Not `deserialize_bytes`: that asks for borrowed bytes, which a reader-based
+            // decoder (the session index's columns) must keep for the whole decode.
+            d.deserialize_byte_buf(Visitor::<N>)
         }
     }
 }

@@ -36,16 +36,13 @@ use crate::model::table::{Columns, ColumnsBuilder, RowFile, TaskTable, encode_bl
 use crate::model::{Builder, Session, SessionRest, Task};
 
 /// Version of the file format; part of the object name.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Rows per task block: a page of 100 rows decodes one or two blocks of about 10 KB.
 pub const ROWS_PER_BLOCK: usize = 256;
 
 const MAGIC: &[u8; 8] = b"RHSINDEX";
 const HEADER_LEN: u64 = 12;
 const TRAILER_LEN: u64 = 16;
-/// Largest decoded section (columns or rest) accepted: a foreign file cannot make a read
-/// allocate more.
-const MAX_SECTION_BYTES: usize = 4 << 30;
 
 /// Why a stored index is not used.
 #[derive(Debug, thiserror::Error)]
@@ -173,14 +170,8 @@ impl IndexWriter {
     pub fn finish(mut self, rest: &SessionRest) -> io::Result<(File, Columns, RowFile)> {
         self.write_batch()?;
         let columns = self.columns.finish();
-        let section_at = |out: &Checksummed<_>, bytes: &Vec<u8>| (out.written, bytes.len() as u32);
-        let encoded = section(&columns)?;
-        let columns_at = section_at(&self.out, &encoded);
-        self.out.write_all(&encoded)?;
-        let encoded = section(rest)?;
-        let rest_at = section_at(&self.out, &encoded);
-        self.out.write_all(&encoded)?;
-        drop(encoded);
+        let columns_at = write_section(&mut self.out, &columns)?;
+        let rest_at = write_section(&mut self.out, rest)?;
         let footer = postcard::to_stdvec(&Footer {
             version: FORMAT_VERSION,
             fingerprint: self.fingerprint,
@@ -230,21 +221,60 @@ pub fn build(
     Ok((Session::new(TaskTable::in_file(columns, rows), rest), file))
 }
 
-fn section<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
-    let raw = postcard::to_stdvec(value).map_err(io::Error::other)?;
-    zstd::bulk::compress(&raw, 1)
+/// Writes a zstd-compressed postcard section, streamed (the columns of ten million rows
+/// are hundreds of MB; they are never held twice); returns where it is.
+fn write_section<W: Write, T: Serialize>(
+    out: &mut Checksummed<W>,
+    value: &T,
+) -> io::Result<(u64, u32)> {
+    let at = out.written;
+    let mut encoder = zstd::stream::Encoder::new(&mut *out, 1)?;
+    postcard::to_io(value, &mut encoder).map_err(io::Error::other)?;
+    encoder.finish()?;
+    let len = u32::try_from(out.written - at)
+        .map_err(|_| io::Error::other("a section of the session index passes 4 GiB"))?;
+    Ok((at, len))
 }
+
+/// Largest string or byte field inside a section (a foreign file cannot make a read
+/// allocate more).
+const MAX_FIELD_BYTES: usize = 1 << 20;
 
 fn read_section<T: for<'de> Deserialize<'de>>(
     file: &File,
     (offset, len): (u64, u32),
     what: &'static str,
 ) -> Result<T, IndexError> {
-    let mut compressed = vec![0u8; len as usize];
-    file.read_exact_at(&mut compressed, offset)?;
-    let raw = zstd::bulk::decompress(&compressed, MAX_SECTION_BYTES)
-        .map_err(|e| IndexError::Corrupt(what, e.to_string()))?;
-    postcard::from_bytes(&raw).map_err(|e| IndexError::Corrupt(what, e.to_string()))
+    let corrupt = |e: &dyn std::fmt::Display| IndexError::Corrupt(what, e.to_string());
+    let part = io::BufReader::new(PartReader {
+        file,
+        at: offset,
+        end: offset + u64::from(len),
+    });
+    let decoder = zstd::stream::Decoder::with_buffer(part).map_err(|e| corrupt(&e))?;
+    let mut scratch = vec![0u8; MAX_FIELD_BYTES];
+    postcard::from_io((decoder, scratch.as_mut_slice()))
+        .map(|(value, _)| value)
+        .map_err(|e| corrupt(&e))
+}
+
+/// Reads one part of a file with positioned reads.
+struct PartReader<'a> {
+    file: &'a File,
+    at: u64,
+    end: u64,
+}
+
+impl Read for PartReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min((self.end - self.at) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
 }
 
 /// A writer that counts and checksums what passes through.

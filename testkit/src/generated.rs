@@ -67,10 +67,60 @@ fn actor_id(a: u64, job: [u8; 4]) -> Vec<u8> {
 
 /// Export-event files of one session, keyed by (node, file name).
 pub fn generate(tasks: u64) -> Vec<(usize, String, Vec<u8>)> {
+    let mut files = part(0..tasks, "");
+    files.push(node_file());
+    files
+}
+
+/// Tasks per part of [`store_generated`]: a part's files are about 1.6 GB in memory.
+const TASKS_PER_PART: u64 = 1_000_000;
+
+/// Generates and stores a session of `tasks` tasks a part of [`TASKS_PER_PART`] at a time
+/// (each part in its own files, as Ray's rotated event files), so any size fits in memory.
+/// Returns the bytes of events stored.
+pub async fn store_generated(storage: &Storage, tasks: u64) -> u64 {
+    let mut bytes = 0;
+    let mut files = vec![node_file()];
+    for (k, lo) in (0..tasks).step_by(TASKS_PER_PART as usize).enumerate() {
+        let suffix = if k == 0 {
+            String::new()
+        } else {
+            format!(".{k}")
+        };
+        files.extend(part(lo..tasks.min(lo + TASKS_PER_PART), &suffix));
+        bytes += files.iter().map(|f| f.2.len() as u64).sum::<u64>();
+        store_files(storage, tasks, &files).await;
+        files.clear();
+    }
+    store_metadata(storage, tasks).await;
+    bytes
+}
+
+/// The node events of a generated session.
+fn node_file() -> (usize, String, Vec<u8>) {
+    let mut nodes_file = Vec::new();
+    for n in 0..NODES {
+        writeln!(
+            nodes_file,
+            r#"{{"event_data":{{"end_time_ms":"0","is_head_node":{},"labels":{{}},"node_id":"{}","node_manager_address":"10.0.0.{n}","node_name":"10.0.0.{n}","resources_total":{{"CPU":8,"memory":17055444583}},"start_time_ms":"1795235129689","state":"ALIVE"}},"event_id":"n{n}","source_type":"EXPORT_NODE","timestamp":1795235129}}"#,
+            n == 0,
+            B64.encode(node_id(n))
+        )
+        .unwrap();
+    }
+    (
+        0,
+        "export_events/event_EXPORT_NODE.log".to_string(),
+        nodes_file,
+    )
+}
+
+/// The task and actor event files of tasks `range`, their names ending in `suffix`.
+fn part(range: std::ops::Range<u64>, suffix: &str) -> Vec<(usize, String, Vec<u8>)> {
     let t0: u64 = 1_795_235_131_000_000_000;
     let mut owner: Vec<Vec<u8>> = vec![Vec::new(); NODES];
     let mut workers: Vec<Vec<Vec<u8>>> = vec![vec![Vec::new(); WORKERS_PER_NODE]; NODES];
-    for i in 0..tasks {
+    for i in range.clone() {
         let node = (i as usize) % NODES;
         let w = (mix(i) as usize) % WORKERS_PER_NODE;
         let job = job_id(node);
@@ -118,7 +168,7 @@ pub fn generate(tasks: u64) -> Vec<(usize, String, Vec<u8>)> {
     }
     let mut files = Vec::new();
     let mut head = Vec::new();
-    for a in 0..tasks / 1000 {
+    for a in range.start / 1000..range.end / 1000 {
         let node = (a as usize) % NODES;
         let job = job_id(node);
         let aid = B64.encode(actor_id(a, job));
@@ -135,26 +185,18 @@ pub fn generate(tasks: u64) -> Vec<(usize, String, Vec<u8>)> {
             .unwrap();
         }
     }
-    files.push((0, "export_events/event_EXPORT_ACTOR.log".to_string(), head));
-    let mut nodes_file = Vec::new();
-    for n in 0..NODES {
-        writeln!(
-            nodes_file,
-            r#"{{"event_data":{{"end_time_ms":"0","is_head_node":{},"labels":{{}},"node_id":"{}","node_manager_address":"10.0.0.{n}","node_name":"10.0.0.{n}","resources_total":{{"CPU":8,"memory":17055444583}},"start_time_ms":"1795235129689","state":"ALIVE"}},"event_id":"n{n}","source_type":"EXPORT_NODE","timestamp":1795235129}}"#,
-            n == 0,
-            B64.encode(node_id(n))
-        )
-        .unwrap();
-    }
     files.push((
         0,
-        "export_events/event_EXPORT_NODE.log".to_string(),
-        nodes_file,
+        format!("export_events/event_EXPORT_ACTOR.log{suffix}"),
+        head,
     ));
     for (node, data) in owner.into_iter().enumerate() {
         files.push((
             node,
-            format!("export_events/event_EXPORT_TASK_{}.log", 10_000 + node),
+            format!(
+                "export_events/event_EXPORT_TASK_{}.log{suffix}",
+                10_000 + node
+            ),
             data,
         ));
     }
@@ -163,7 +205,7 @@ pub fn generate(tasks: u64) -> Vec<(usize, String, Vec<u8>)> {
             let pid = 20_000 + node * 100 + w;
             files.push((
                 node,
-                format!("export_events/event_EXPORT_TASK_{pid}.log"),
+                format!("export_events/event_EXPORT_TASK_{pid}.log{suffix}"),
                 data,
             ));
         }
@@ -178,14 +220,26 @@ pub fn session_name(tasks: u64) -> String {
 
 /// Stores generated files as a finished session, with its metadata documents.
 pub async fn store_session(storage: &Storage, tasks: u64, files: &[(usize, String, Vec<u8>)]) {
+    store_files(storage, tasks, files).await;
+    store_metadata(storage, tasks).await;
+}
+
+/// Stores generated files in the session of `tasks` tasks.
+async fn store_files(storage: &Storage, tasks: u64, files: &[(usize, String, Vec<u8>)]) {
     let cluster = ClusterRef::new(CLUSTER, CLUSTER_ID).unwrap();
-    let meta_ref = MetaRef::new(NAMESPACE, CLUSTER).unwrap();
     let session = SessionName::new(&session_name(tasks)).unwrap();
     for (node, name, data) in files {
         let node = NodeId::new(&hex::encode(node_id(*node))).unwrap();
         let key = cluster.log_file(&session, &node, name).unwrap();
         storage.put(&key, data.clone().into()).await.unwrap();
     }
+}
+
+/// Stores the metadata documents of the finished session of `tasks` tasks.
+async fn store_metadata(storage: &Storage, tasks: u64) {
+    let cluster = ClusterRef::new(CLUSTER, CLUSTER_ID).unwrap();
+    let meta_ref = MetaRef::new(NAMESPACE, CLUSTER).unwrap();
+    let session = SessionName::new(&session_name(tasks)).unwrap();
     let now = Utc::now();
     let head = NodeId::new(&hex::encode(node_id(0))).unwrap();
     let meta = SessionMetadata {
