@@ -2,8 +2,10 @@
 //!
 //! `run` does everything and prints a table, each figure next to the same run's figure for
 //! the previous design (every load parses the event files, every row stays in memory):
-//! 1. generates sessions of 100k and 1M tasks (`BENCH_TASKS=100000,1000000`) as Ray 2.60
-//!    export events (`ray_history_testkit::generated`), on local disk and in Azurite;
+//! 1. generates sessions of 100k, 1M and 10M tasks (`BENCH_TASKS=100000,1000000,10000000`)
+//!    as Ray 2.60 export events (`ray_history_testkit::generated`), on local disk and in
+//!    Azurite (sizes above 1M on local disk only, and without the previous design, which
+//!    would hold about 12 GB of rows);
 //! 2. times cold loads of each in a child process per load, reporting its peak RSS: the
 //!    previous design, a first-ever load with the session index (parse, build, store), and a
 //!    load with the index present; the 100k session also under one core (`taskset -c 0`);
@@ -26,8 +28,11 @@ use ray_history_storage::metadata::SessionMetadata;
 use ray_history_storage::{Storage, StorageConfig};
 use ray_history_testkit::Azurite;
 use ray_history_testkit::generated::{
-    CLUSTER, CLUSTER_ID, NAMESPACE, generate, mix, node_id, session_name, store_session,
+    CLUSTER, CLUSTER_ID, NAMESPACE, mix, node_id, session_name, store_generated,
 };
+
+/// Sizes above this run on local disk only, with our design only (disk space and time).
+const BOTH_BACKENDS_UP_TO: u64 = 1_000_000;
 
 /// Writes a 1 GiB log of realistic lines to `path`.
 fn write_big_log(path: &Path) -> u64 {
@@ -271,7 +276,7 @@ async fn run(out_dir: PathBuf) {
     let az_config = azurite.storage_config("bench");
     let azure = Storage::open(&az_config).await.unwrap();
     let sizes: Vec<u64> = std::env::var("BENCH_TASKS")
-        .unwrap_or_else(|_| "100000,1000000".into())
+        .unwrap_or_else(|_| "100000,1000000,10000000".into())
         .split(',')
         .map(|n| {
             n.trim()
@@ -288,22 +293,37 @@ async fn run(out_dir: PathBuf) {
     let mut report = Vec::new();
     for &tasks in &sizes {
         let started = Instant::now();
-        let files = generate(tasks);
-        let bytes: usize = files.iter().map(|f| f.2.len()).sum();
-        store_session(&local, tasks, &files).await;
+        let bytes = store_generated(&local, tasks).await;
         let t_local = started.elapsed();
-        store_session(&azure, tasks, &files).await;
-        drop(files);
+        let big = tasks > BOTH_BACKENDS_UP_TO;
+        if !big {
+            store_generated(&azure, tasks).await;
+        }
         eprintln!(
-            "generated {tasks} tasks: {} MiB in 36+2 files (local {:.1}s, azurite {:.1}s)",
+            "generated {tasks} tasks: {} MiB of events (local {:.1}s, azurite {:.1}s)",
             bytes >> 20,
             t_local.as_secs_f64(),
             started.elapsed().as_secs_f64() - t_local.as_secs_f64()
         );
         let session = session_name(tasks);
         for (label, target, connection, storage) in targets {
+            if big && connection.is_some() {
+                continue;
+            }
             let load =
                 |design, one_core| cold_load(&exe, target, connection, &session, design, one_core);
+            if big {
+                // The previous design holds every row: about 1.2 GB per million tasks.
+                drop_index(storage, tasks).await;
+                let (first_s, first_rss, n) = load(Design::Indexed, false);
+                let (again_s, again_rss, _) = load(Design::Indexed, false);
+                report.push(format!(
+                    "{label}, {tasks} tasks ({n} rows, {} MiB of events), cold load: previous design not run (it holds every row in memory, ~1.2 GB per million tasks) | first-ever (parse, build and store the index) {first_s:.2} s, {first_rss:.0} MiB | index present {again_s:.2} s, {again_rss:.0} MiB",
+                    bytes >> 20,
+                ));
+                eprintln!("{}", report.last().unwrap());
+                continue;
+            }
             let (prev_s, prev_rss, n) = load(Design::Previous, false);
             drop_index(storage, tasks).await;
             let (first_s, first_rss, _) = load(Design::Indexed, false);
@@ -360,6 +380,10 @@ async fn run(out_dir: PathBuf) {
     for (label, env) in backends {
         for &tasks in &sizes {
             for design in [Design::Previous, Design::Indexed] {
+                if tasks > BOTH_BACKENDS_UP_TO && (design == Design::Previous || label == "Azurite")
+                {
+                    continue;
+                }
                 let mut env = env.clone();
                 env.push(("SESSION_INDEX", (design == Design::Indexed).to_string()));
                 let server = start_server(&server_bin, &env);
@@ -417,6 +441,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("load") => {
+            ray_history_storage::telemetry::init_tracing();
             let connection = std::env::var("BENCH_AZURE_CONNECTION_STRING").ok();
             let index_dir = args.get(4).map(PathBuf::from);
             load(&args[2], connection, &args[3], index_dir.as_deref()).await
@@ -424,7 +449,7 @@ async fn main() {
         Some("generate") if args.len() == 4 => {
             let tasks: u64 = args[3].parse().expect("generate: <tasks> is a number");
             let storage = open_storage(&args[2], None).await;
-            store_session(&storage, tasks, &generate(tasks)).await;
+            store_generated(&storage, tasks).await;
             println!("{}", session_name(tasks));
         }
         Some("run") | None => {
