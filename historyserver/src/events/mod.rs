@@ -49,8 +49,11 @@ impl FileKind {
 /// of complete lines of one).
 pub fn parse(kind: FileKind, data: &[u8], builder: &mut Builder) {
     builder.stats.bytes += data.len() as u64;
-    for line in data.split(|b| *b == b'\n') {
-        let line = line.trim_ascii();
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+    for end in ends {
+        let line = data[start..end].trim_ascii();
+        start = end + 1;
         if line.is_empty() {
             continue;
         }
