@@ -267,7 +267,7 @@ impl Uploader {
                     out.tracked = t;
                     continue;
                 }
-                Err(e) if e.to_string().contains("BlockCountExceedsLimit") => {
+                Err(e) if e.service_code() == Some("BlockCountExceedsLimit") => {
                     let Some(t) = self
                         .rewrite(&job.key, &file, &out.tracked, stat.len)
                         .await?

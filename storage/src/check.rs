@@ -114,12 +114,7 @@ pub async fn run_with(
 }
 
 fn failed(operation: &'static str, key: &Path, message: &str) -> Error {
-    Error::Backend {
-        operation,
-        key: key.to_string(),
-        message: message.to_string(),
-        transient: false,
-    }
+    Error::backend(operation, key.to_string(), message, false)
 }
 
 /// The `check` subcommand the programs embed: exit 0 when the storage works, otherwise print

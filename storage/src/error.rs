@@ -64,6 +64,10 @@ pub enum Error {
         key: String,
         /// The redacted cause.
         message: String,
+        /// The HTTP status the service answered with, when it answered.
+        status: Option<u16>,
+        /// The service's error code (`BlockCountExceedsLimit`, `SlowDown`, …), when it sent one.
+        code: Option<String>,
         /// Whether retrying may help (timeouts, 5xx, connection errors).
         transient: bool,
     },
@@ -79,6 +83,40 @@ pub enum Error {
 }
 
 impl Error {
+    /// A backend failure that carries no answer of the service (a local check, a refused
+    /// setting, a local I/O error).
+    pub fn backend(
+        operation: &'static str,
+        key: impl Into<String>,
+        message: impl Into<String>,
+        transient: bool,
+    ) -> Self {
+        Error::Backend {
+            operation,
+            key: key.into(),
+            message: message.into(),
+            status: None,
+            code: None,
+            transient,
+        }
+    }
+
+    /// The service's error code of a backend failure, if it sent one.
+    pub fn service_code(&self) -> Option<&str> {
+        match self {
+            Error::Backend { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of a backend failure, if the service answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Backend { status, .. } => *status,
+            _ => None,
+        }
+    }
+
     /// One line for places other people read (a Kubernetes status): the error's first line
     /// up to any response body the backend echoed (JSON or XML), at most 200 characters.
     pub fn brief(&self) -> String {
@@ -115,22 +153,22 @@ mod tests {
 
     #[test]
     fn brief_drops_response_bodies_and_long_tails() {
-        let e = Error::Backend {
-            operation: "put",
-            key: "a/b".into(),
-            message: "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AuthorizationFailure</Code></Error>\nmore".into(),
-            transient: false,
-        };
+        let e = Error::backend(
+            "put",
+            "a/b",
+            "Server returned non-2xx status code: 403 Forbidden: <?xml version=\"1.0\"?><Error><Code>AuthorizationFailure</Code></Error>\nmore",
+            false,
+        );
         assert_eq!(
             e.brief(),
             "put a/b: Server returned non-2xx status code: 403 Forbidden"
         );
-        let json = Error::Backend {
-            operation: "get",
-            key: String::new(),
-            message: "400 Bad Request: {\"error\":{\"message\":\"secret stuff\"}}".into(),
-            transient: false,
-        };
+        let json = Error::backend(
+            "get",
+            "",
+            "400 Bad Request: {\"error\":{\"message\":\"secret stuff\"}}",
+            false,
+        );
         assert_eq!(json.brief(), "get: 400 Bad Request");
         let long = Error::NotFound {
             key: "k".repeat(300),

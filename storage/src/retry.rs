@@ -93,12 +93,7 @@ mod tests {
     use super::*;
 
     fn transient() -> Error {
-        Error::Backend {
-            operation: "put",
-            key: "k".into(),
-            message: "503".into(),
-            transient: true,
-        }
+        Error::backend("put", "k", "503", true)
     }
 
     fn fast() -> Backoff {

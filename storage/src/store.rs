@@ -436,12 +436,16 @@ pub(crate) fn backend_error(
             key: key.to_string(),
         },
         other => {
-            let transient = is_transient(&other);
+            let text = other.to_string();
+            let status = answered_status(&text);
             Error::Backend {
                 operation,
                 key: key.to_string(),
-                message: redact::scrub(&other.to_string()),
-                transient,
+                status,
+                code: service_code(&text),
+                transient: transport_failed(&other)
+                    || status.is_some_and(|s| s == 408 || s == 429 || s >= 500),
+                message: redact::scrub(&text),
             }
         }
     }
@@ -451,6 +455,12 @@ pub(crate) fn backend_error(
 /// timeout) anywhere in its causes, or a 408, 429 or 5xx answer. Other answers (400, 403,
 /// 409, …) will not change on retry.
 pub(crate) fn is_transient(error: &object_store::Error) -> bool {
+    transport_failed(error)
+        || answered_status(&error.to_string()).is_some_and(|s| s == 408 || s == 429 || s >= 500)
+}
+
+/// Whether a transport failure (no answer) is among an `object_store` error's causes.
+fn transport_failed(error: &object_store::Error) -> bool {
     if !matches!(error, object_store::Error::Generic { .. }) {
         return false;
     }
@@ -463,21 +473,44 @@ pub(crate) fn is_transient(error: &object_store::Error) -> bool {
         }
         cause = e.source();
     }
-    // The status is only exposed in the text: "... non-2xx status code: 503 Service Unavailable".
-    let text = error.to_string();
+    false
+}
+
+// `object_store` keeps the status and the body of an answer in a private error type: they
+// reach us only in its text ("... non-2xx status code: 503 Service Unavailable: <body>"), so
+// they are read from it here, once, into `Error::Backend`'s typed fields.
+
+/// The HTTP status of an answer, from an `object_store` error's text.
+fn answered_status(text: &str) -> Option<u16> {
     text.split("status code: ")
-        .skip(1)
-        .filter_map(|rest| rest.get(..3)?.parse::<u16>().ok())
-        .any(|status| status == 408 || status == 429 || status >= 500)
+        .nth(1)
+        .and_then(|rest| rest.get(..3)?.parse().ok())
+}
+
+/// The service's error code in an answer's body (`<Code>…</Code>` on Azure, S3 and GCS XML,
+/// `"code": "…"` in JSON), from an `object_store` error's text.
+fn service_code(text: &str) -> Option<String> {
+    let xml = text
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code);
+    let json = || {
+        let rest = text.split_once("\"code\"")?.1.trim_start();
+        let rest = rest.strip_prefix(':')?.trim_start().strip_prefix('"')?;
+        rest.split_once('"').map(|(code, _)| code)
+    };
+    xml.or_else(json)
+        .filter(|code| !code.is_empty() && code.len() <= 64)
+        .map(str::to_string)
 }
 
 fn io_to_backend(operation: &'static str, key: &Path, error: std::io::Error) -> Error {
-    Error::Backend {
+    Error::backend(
         operation,
-        key: key.to_string(),
-        message: redact::scrub(&error.to_string()),
-        transient: true,
-    }
+        key.to_string(),
+        redact::scrub(&error.to_string()),
+        true,
+    )
 }
 
 #[cfg(test)]
@@ -491,6 +524,30 @@ mod tests {
             store: "MicrosoftAzure",
             source,
         }
+    }
+
+    #[test]
+    fn answers_carry_their_status_and_service_code() {
+        let e = backend_error(
+            "append",
+            "k",
+            generic("Server returned non-2xx status code: 409 Conflict: <?xml version=\"1.0\" encoding=\"utf-8\"?><Error><Code>BlockCountExceedsLimit</Code><Message>The committed block count cannot exceed</Message></Error>".into()),
+        );
+        assert_eq!(e.status(), Some(409));
+        assert_eq!(e.service_code(), Some("BlockCountExceedsLimit"));
+        assert!(!e.is_transient());
+        let e = backend_error(
+            "get",
+            "k",
+            generic("Server returned non-2xx status code: 503 Service Unavailable: {\"code\": \"ServerBusy\"}".into()),
+        );
+        assert_eq!(
+            (e.status(), e.service_code()),
+            (Some(503), Some("ServerBusy"))
+        );
+        assert!(e.is_transient());
+        let e = backend_error("get", "k", generic("connection reset".into()));
+        assert_eq!((e.status(), e.service_code()), (None, None));
     }
 
     #[test]

@@ -226,15 +226,15 @@ async fn ensure_container(container: &ContainerClient, config: &AzureConfig) -> 
         Err(e) => return Err(azure_error("open", "", &e)),
     }
     if !config.create_container {
-        return Err(Error::Backend {
-            operation: "open",
-            key: String::new(),
-            message: format!(
+        return Err(Error::backend(
+            "open",
+            "",
+            format!(
                 "container {} does not exist and STORAGE_CREATE_CONTAINER is false",
                 config.container
             ),
-            transient: false,
-        });
+            false,
+        ));
     }
     match container.create().await {
         Ok(_) => {
@@ -296,6 +296,8 @@ fn azure_error(operation: &'static str, key: &str, error: &azure_core::Error) ->
         operation,
         key: key.to_string(),
         message: redact::scrub(&describe(error)),
+        status: status(error).map(|s| s as u16),
+        code: error_code(error).map(str::to_string),
         transient,
     }
 }
