@@ -1,28 +1,12 @@
-//! Sizes as flags and settings spell them (`512MiB`, `1GiB`, `2GB`, bytes).
+//! Sizes as flags and settings spell them (`512MiB`, `1GiB`, `2GB`, `1.5GiB`, bytes), parsed
+//! by `bytesize`: binary units carry an `i`, decimal ones do not, as in Kubernetes quantities.
 
-/// Parses `123`, `64KiB`, `512MiB`, `1GiB`, `2GB`.
+/// Parses `123`, `64KiB`, `512MiB`, `1GiB`, `2GB`, `1.5GiB`.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size such as 512MiB or 1GiB"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" => 1_000,
-        "kib" | "k" => 1 << 10,
-        "mb" => 1_000_000,
-        "mib" | "m" => 1 << 20,
-        "gb" => 1_000_000_000,
-        "gib" | "g" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?} in {text:?}")),
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("{text:?} is too large"))
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{text:?} is not a size such as 512MiB or 1GiB ({e})"))
 }
 
 #[cfg(test)]
@@ -34,6 +18,7 @@ mod tests {
         assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
         assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
         assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("1.5GiB"), Ok(3 << 29));
         assert_eq!(parse_bytes("100"), Ok(100));
         assert!(parse_bytes("lots").is_err());
         assert!(parse_bytes("1XB").is_err());
