@@ -185,25 +185,6 @@ pub(crate) fn ms(ns: u64) -> f64 {
     (ns / 1_000_000) as f64
 }
 
-/// Removes ANSI colour codes, as Ray's state API does for error messages.
-pub(crate) fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn raw(text: &str) -> Option<&RawValue> {
     if text.is_empty() {
         return None;
@@ -282,7 +263,9 @@ impl Serialize for TaskRow<'_> {
         )?;
         m.serialize_entry(
             "error_message",
-            &t.error.as_ref().map(|e| strip_ansi(&e.message)),
+            &t.error
+                .as_ref()
+                .map(|e| strip_ansi_escapes::strip_str(&e.message)),
         )?;
         m.serialize_entry("is_debugger_paused", &None::<bool>)?;
         m.serialize_entry("call_site", &None::<String>)?;
@@ -616,4 +599,16 @@ async fn timeline(Loaded(loaded): Loaded, RawQuery(query): RawQuery) -> Result<R
         }
     }
     Ok(response.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_messages_lose_their_colours_as_in_ray() {
+        let message = "\u{1b}[36mray::f()\u{1b}[39m (pid=1)\n\u{1b}[1;31mValueError\u{1b}[0m: bad";
+        assert_eq!(
+            strip_ansi_escapes::strip_str(message),
+            "ray::f() (pid=1)\nValueError: bad"
+        );
+    }
 }
