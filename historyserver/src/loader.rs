@@ -188,6 +188,7 @@ pub async fn load(
         }
         None => None,
     };
+    let indexed = built.is_some();
     let state = match built {
         Some(state) => state,
         None => {
@@ -201,7 +202,7 @@ pub async fn load(
         actors = state.actors.len(),
         files = state.stats.files,
         corrupt_lines = state.stats.corrupt_lines,
-        indexed = index_dir.is_some(),
+        indexed,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "session loaded"
     );

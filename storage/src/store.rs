@@ -168,28 +168,24 @@ impl Storage {
         file: std::fs::File,
         len: u64,
     ) -> Result<bool> {
+        let what = format!("(local copy of {key})");
         let mut file = tokio::fs::File::from_std(file);
-        let io_error = |source| Error::Io {
-            path: "(session file)".into(),
-            source,
-        };
         file.seek(std::io::SeekFrom::Start(0))
             .await
-            .map_err(io_error)?;
+            .map_err(|source| Error::Io {
+                path: what.clone(),
+                source,
+            })?;
         if len as usize <= UPLOAD_CHUNK {
-            let mut buf = Vec::with_capacity(len as usize);
-            file.take(len)
-                .read_to_end(&mut buf)
-                .await
-                .map_err(io_error)?;
-            return self.put_if_absent(key, buf.into()).await;
+            let bytes = read_whole(file, len, &what).await?;
+            return self.put_if_absent(key, bytes.into()).await;
         }
         if self.head(key).await?.is_some() {
             return Ok(false);
         }
         let scratch = Path::parse(format!("{key}.upload-{:016x}", rand::random::<u64>()))
             .map_err(|e| backend_error("put", key.as_ref(), e.into()))?;
-        self.upload(&scratch, file, "(session file)", len).await?;
+        self.upload(&scratch, file, &what, len).await?;
         let copied = match self.store.copy_if_not_exists(&scratch, key).await {
             Ok(()) => Ok(true),
             Err(
@@ -220,16 +216,16 @@ impl Storage {
         what: &str,
         len: u64,
     ) -> Result<()> {
+        if len as usize <= UPLOAD_CHUNK {
+            return self
+                .put(key, read_whole(reader, len, what).await?.into())
+                .await;
+        }
         let io_error = |source| Error::Io {
             path: what.to_string(),
             source,
         };
         let mut reader = reader.take(len);
-        if len as usize <= UPLOAD_CHUNK {
-            let mut buf = Vec::with_capacity(len as usize);
-            reader.read_to_end(&mut buf).await.map_err(io_error)?;
-            return self.put(key, buf.into()).await;
-        }
         let mut writer = object_store::buffered::BufWriter::with_capacity(
             Arc::clone(&self.store),
             key.clone(),
@@ -420,6 +416,20 @@ fn local_file_stream(
         },
     )
     .boxed()
+}
+
+/// Reads the first `len` bytes of a small file (one request's worth) into memory.
+async fn read_whole(reader: tokio::fs::File, len: u64, what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(len as usize);
+    reader
+        .take(len)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|source| Error::Io {
+            path: what.to_string(),
+            source,
+        })?;
+    Ok(bytes)
 }
 
 /// Maps an `object_store` error to ours, redacting its text.
