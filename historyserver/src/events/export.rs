@@ -8,12 +8,12 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{flex_i64, flex_u64, resources_text};
+use super::{StateTimes, flex_i64, flex_u64, nullable_text, resources_text};
 use crate::ids::Id;
 use crate::model::{
     ActorDefinition, ActorState, ActorTransition, ActorUpdate, Builder, DriverJob, ErrorInfo,
     JobStatus, Node, NodeState, Profile, ProfileEvent, SubmissionJob, TaskDefinition, TaskLogInfo,
-    TaskState, TaskType, TaskUpdate,
+    TaskType, TaskUpdate,
 };
 
 #[derive(Deserialize)]
@@ -93,8 +93,8 @@ struct TaskData<'a> {
     task_id: Cow<'a, str>,
     #[serde(default)]
     attempt_number: u32,
-    #[serde(default, borrow)]
-    job_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "nullable_text")]
+    job_id: Cow<'a, str>,
     #[serde(default, borrow)]
     task_info: Option<TaskInfo<'a>>,
     #[serde(default, borrow)]
@@ -105,8 +105,8 @@ struct TaskData<'a> {
 
 #[derive(Deserialize)]
 struct TaskInfo<'a> {
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "nullable_text")]
+    name: Cow<'a, str>,
     #[serde(default, borrow)]
     func_or_class_name: Cow<'a, str>,
     #[serde(default, borrow, rename = "type")]
@@ -141,8 +141,8 @@ struct StateUpdates<'a> {
     worker_id: Cow<'a, str>,
     #[serde(default)]
     worker_pid: Option<u32>,
-    #[serde(default, borrow)]
-    state_ts_ns: HashMap<Cow<'a, str>, Cow<'a, str>>,
+    #[serde(default)]
+    state_ts_ns: StateTimes,
     #[serde(default, borrow)]
     error_info: Option<ErrorData<'a>>,
     #[serde(default, borrow)]
@@ -243,14 +243,14 @@ fn task(data: TaskData, ts_ns: u64, builder: &mut Builder) {
     let mut update = TaskUpdate {
         task_id: Id::from_base64(&data.task_id),
         attempt: data.attempt_number,
-        job_id: data.job_id.as_deref().and_then(Id::from_base64),
+        job_id: Id::from_base64(&data.job_id),
         event_ns: ts_ns,
         ..Default::default()
     };
     if let Some(info) = data.task_info {
         let env = info.runtime_env_info.as_ref();
         update.definition = Some(TaskDefinition {
-            name: builder.intern(info.name.as_deref().unwrap_or_default()),
+            name: builder.intern(&info.name),
             func_or_class_name: builder.intern(&info.func_or_class_name),
             task_type: TaskType::from_name(&info.task_type),
             language: builder.intern(&info.language),
@@ -258,7 +258,7 @@ fn task(data: TaskData, ts_ns: u64, builder: &mut Builder) {
             actor_id: non_nil(&info.actor_id),
             parent_task_id: non_nil(&info.parent_task_id),
             placement_group_id: non_nil(&info.placement_group_id),
-            required_resources: builder.intern(&resources_text(info.required_resources)),
+            required_resources: resources_text(info.required_resources, builder),
             serialized_runtime_env: builder.intern(
                 env.map(|e| e.serialized_runtime_env.as_ref())
                     .unwrap_or_default(),
@@ -271,14 +271,7 @@ fn task(data: TaskData, ts_ns: u64, builder: &mut Builder) {
         });
     }
     if let Some(su) = data.state_updates {
-        update.states = su
-            .state_ts_ns
-            .iter()
-            .filter_map(|(k, v)| {
-                let state = TaskState::from_number(k.parse().ok()?)?;
-                Some((state, v.parse().ok()?))
-            })
-            .collect();
+        update.states = su.state_ts_ns.0;
         update.node_id = Id::from_base64(&su.node_id);
         update.worker_id = Id::from_base64(&su.worker_id);
         update.worker_pid = su.worker_pid.filter(|p| *p > 0);
@@ -393,7 +386,7 @@ fn actor(data: ActorData, ts_ns: u64, builder: &mut Builder) {
         class_name: builder.intern(&data.class_name),
         ray_namespace: builder.intern(&data.ray_namespace),
         is_detached: data.is_detached,
-        required_resources: builder.intern(&resources_text(data.required_resources)),
+        required_resources: resources_text(data.required_resources, builder),
         label_selector: builder.intern(&map_text(data.label_selector)),
         serialized_runtime_env: builder.intern(&data.serialized_runtime_env),
         placement_group_id: non_nil(&data.placement_group_id),
@@ -579,7 +572,7 @@ fn node(data: NodeData, builder: &mut Builder) {
     node.ip = builder.intern(&data.node_manager_address);
     node.node_name = builder.intern(&data.node_name);
     node.is_head = data.is_head_node;
-    node.resources_total = builder.intern(&resources_text(data.resources_total));
+    node.resources_total = resources_text(data.resources_total, builder);
     node.labels = builder.intern(&map_text(data.labels));
     node.start_ms = data.start_time_ms.unwrap_or(0);
     node.end_ms = data.end_time_ms.unwrap_or(0);

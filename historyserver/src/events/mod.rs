@@ -15,10 +15,11 @@ pub mod snapshot;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use crate::model::Builder;
+use crate::model::{Builder, TaskState, Text};
 
 /// Which parser a file needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,50 +81,186 @@ pub fn parse_to_builder(kind: FileKind, data: &[u8]) -> Builder {
 
 /// Accepts an integer written as a JSON number or a string (protobuf int64 fields).
 pub(crate) fn flex_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flex<'a> {
-        Num(u64),
-        Float(f64),
-        #[serde(borrow)]
-        Str(Cow<'a, str>),
-    }
-    Ok(match Option::<Flex>::deserialize(d)? {
-        Some(Flex::Num(n)) => Some(n),
-        Some(Flex::Float(f)) if f >= 0.0 => Some(f as u64),
-        Some(Flex::Str(s)) => s.parse().ok(),
-        _ => None,
-    })
+    Ok(d.deserialize_option(FlexVisitor)?.and_then(|n| match n {
+        Flex::Unsigned(n) => Some(n),
+        Flex::Signed(n) => u64::try_from(n).ok(),
+        Flex::Float(f) if f >= 0.0 => Some(f as u64),
+        Flex::Float(_) => None,
+    }))
 }
 
 /// Signed variant of [`flex_u64`].
 pub(crate) fn flex_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Flex<'a> {
-        Num(i64),
-        Float(f64),
-        #[serde(borrow)]
-        Str(Cow<'a, str>),
-    }
-    Ok(match Option::<Flex>::deserialize(d)? {
-        Some(Flex::Num(n)) => Some(n),
-        Some(Flex::Float(f)) => Some(f as i64),
-        Some(Flex::Str(s)) => s.parse().ok(),
-        None => None,
-    })
+    Ok(d.deserialize_option(FlexVisitor)?.and_then(|n| match n {
+        Flex::Unsigned(n) => i64::try_from(n).ok(),
+        Flex::Signed(n) => Some(n),
+        Flex::Float(f) => Some(f as i64),
+    }))
 }
 
-/// Canonical JSON text of a resource map (`{"CPU":1.0}`), or empty for none.
-pub(crate) fn resources_text(raw: Option<&RawValue>) -> String {
-    let Some(raw) = raw else { return String::new() };
-    if raw.get() == "{}" {
-        return "{}".to_string();
+/// A number as written; an unparsable string or another type is `None`.
+enum Flex {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+}
+
+/// Reads a number or a numeric string in one pass (serde's untagged enums buffer the value
+/// first, which cost a tenth of the parse on every line's timestamp).
+struct FlexVisitor;
+
+impl<'de> Visitor<'de> for FlexVisitor {
+    type Value = Option<Flex>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a number or a numeric string")
     }
-    match serde_json::from_str::<BTreeMap<&str, f64>>(raw.get()) {
-        Ok(map) => serde_json::to_string(&map).unwrap_or_default(),
-        Err(_) => String::new(),
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
     }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Self::Value, E> {
+        Ok(Some(Flex::Unsigned(n)))
+    }
+
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Self::Value, E> {
+        Ok(Some(Flex::Signed(n)))
+    }
+
+    fn visit_f64<E: de::Error>(self, f: f64) -> Result<Self::Value, E> {
+        Ok(Some(Flex::Float(f)))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(s.parse()
+            .map(Flex::Unsigned)
+            .or_else(|_| s.parse().map(Flex::Signed))
+            .ok())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+}
+
+/// A string that may be `null` (then empty), borrowed from the line when it has no escapes
+/// (serde borrows a `Cow` field only when it is not inside an `Option`).
+pub(crate) fn nullable_text<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Cow<'a, str>, D::Error> {
+    struct Text;
+    impl<'de> Visitor<'de> for Text {
+        type Value = Cow<'de, str>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string or null")
+        }
+
+        fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(s))
+        }
+
+        fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(s.to_owned()))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    d.deserialize_option(Text)
+}
+
+/// Task state times keyed by `TaskStatus` number, `{"11": "<nanos>"}`, read straight into
+/// pairs; unknown states and unparsable times are dropped.
+#[derive(Default)]
+pub(crate) struct StateTimes(pub Vec<(TaskState, u64)>);
+
+impl<'de> Deserialize<'de> for StateTimes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = StateTimes;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of task states to times")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<StateTimes, E> {
+                Ok(StateTimes::default())
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<StateTimes, A::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(2));
+                while let Some(key) = map.next_key::<Cow<str>>()? {
+                    let time = map.next_value_seed(FlexSeed)?;
+                    let state = key.parse().ok().and_then(TaskState::from_number);
+                    if let (Some(state), Some(Flex::Unsigned(time))) = (state, time) {
+                        pairs.push((state, time));
+                    }
+                }
+                Ok(StateTimes(pairs))
+            }
+        }
+        d.deserialize_map(Pairs)
+    }
+}
+
+/// [`FlexVisitor`] as a seed, for map values.
+struct FlexSeed;
+
+impl<'de> de::DeserializeSeed<'de> for FlexSeed {
+    type Value = Option<Flex>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(FlexVisitor)
+    }
+}
+
+/// Canonical JSON text of a resource map (`{"CPU":1.0}`), or empty for none, interned.
+pub(crate) fn resources_text(raw: Option<&RawValue>, builder: &mut Builder) -> Text {
+    let Some(raw) = raw else {
+        return builder.intern("");
+    };
+    builder.intern_derived(raw.get(), |raw| {
+        if raw == "{}" {
+            return "{}".to_string();
+        }
+        match serde_json::from_str::<BTreeMap<&str, f64>>(raw) {
+            Ok(map) => serde_json::to_string(&map).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    })
 }
 
 /// Unix nanoseconds of an RFC 3339 timestamp.

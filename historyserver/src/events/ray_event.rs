@@ -208,7 +208,7 @@ fn task_definition(def: TaskDef, ts: u64, actor_task: bool, builder: &mut Builde
         actor_id: non_nil(&def.actor_id),
         parent_task_id: non_nil(&def.parent_task_id),
         placement_group_id: non_nil(&def.placement_group_id),
-        required_resources: builder.intern(&resources_text(def.required_resources)),
+        required_resources: resources_text(def.required_resources, builder),
         serialized_runtime_env: builder.intern(&def.serialized_runtime_env),
         runtime_env_config: builder.intern(""),
     };
@@ -337,7 +337,7 @@ fn actor_definition(def: ActorDef, builder: &mut Builder) {
         class_name: builder.intern(&def.class_name),
         ray_namespace: builder.intern(&def.ray_namespace),
         is_detached: def.is_detached,
-        required_resources: builder.intern(&resources_text(def.required_resources)),
+        required_resources: resources_text(def.required_resources, builder),
         label_selector: builder.intern(&map_text(def.label_selector)),
         serialized_runtime_env: builder.intern(&def.serialized_runtime_env),
         placement_group_id: non_nil(&def.placement_group_id),
@@ -558,7 +558,7 @@ fn node_lifecycle(life: NodeLifecycle, builder: &mut Builder) {
     for t in &life.state_transitions {
         let ms = rfc3339_ns(&t.timestamp).map_or(0, |ns| ns / 1_000_000);
         if t.resources.is_some() {
-            node.resources_total = builder.intern(&resources_text(t.resources));
+            node.resources_total = resources_text(t.resources, builder);
         }
         if t.state == "DEAD" {
             node.state = NodeState::Dead;

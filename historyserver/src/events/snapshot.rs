@@ -168,7 +168,7 @@ fn task(row: TaskRow, builder: &mut Builder) {
         actor_id: hex_id(row.actor_id.as_deref()),
         parent_task_id: hex_id(row.parent_task_id.as_deref()),
         placement_group_id: hex_id(row.placement_group_id.as_deref()),
-        required_resources: builder.intern(&resources_text(row.required_resources)),
+        required_resources: resources_text(row.required_resources, builder),
         serialized_runtime_env: builder.intern(
             env.map(|e| e.serialized_runtime_env.as_ref())
                 .unwrap_or_default(),
@@ -275,7 +275,7 @@ fn actor(row: ActorRow, ts_ns: u64, builder: &mut Builder) {
         class_name: builder.intern(text(&row.class_name)),
         ray_namespace: builder.intern(text(&row.ray_namespace)),
         is_detached: row.is_detached.unwrap_or(false),
-        required_resources: builder.intern(&resources_text(row.required_resources)),
+        required_resources: resources_text(row.required_resources, builder),
         label_selector: builder.intern(&map_text(row.label_selector)),
         serialized_runtime_env: builder.intern(text(&row.serialized_runtime_env)),
         placement_group_id: hex_id(row.placement_group_id.as_deref()),
@@ -386,7 +386,7 @@ fn node(row: NodeRow, builder: &mut Builder) {
     node.ip = builder.intern(text(&row.node_ip));
     node.node_name = builder.intern(text(&row.node_name));
     node.is_head = row.is_head_node;
-    node.resources_total = builder.intern(&resources_text(row.resources_total));
+    node.resources_total = resources_text(row.resources_total, builder);
     node.labels = builder.intern(&map_text(row.labels));
     node.start_ms = row.start_time_ms.unwrap_or(0);
     node.end_ms = row.end_time_ms.unwrap_or(0);

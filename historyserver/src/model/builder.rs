@@ -25,7 +25,9 @@ pub struct Builder {
     events: Vec<ClusterEvent>,
     /// Snapshot rows without events (placement groups, workers, Serve, Data), newest per id.
     snapshot_rows: HashMap<(SnapshotKind, String), (u64, Box<RawValue>)>,
-    interned: std::collections::HashSet<Text>,
+    interned: foldhash::HashSet<Text>,
+    /// Texts computed from other texts, by their source (see [`Builder::intern_derived`]).
+    derived: foldhash::HashMap<Text, Text>,
     /// Where task rows go when the session is indexed, instead of staying in memory.
     spill: Option<Arc<TaskSpill>>,
     /// What was read and skipped.
@@ -52,6 +54,17 @@ impl Builder {
         let new: Text = Text::from(text);
         self.interned.insert(new.clone());
         new
+    }
+
+    /// Interns `derive(source)`, computed once per distinct `source` (a resource map's
+    /// canonical text, which every task definition repeats, costs a JSON parse).
+    pub fn intern_derived(&mut self, source: &str, derive: impl FnOnce(&str) -> String) -> Text {
+        if let Some(found) = self.derived.get(source) {
+            return found.clone();
+        }
+        let derived = self.intern(&derive(source));
+        self.derived.insert(Text::from(source), derived.clone());
+        derived
     }
 
     /// Applies one task update.

@@ -2,7 +2,8 @@
 //! builders hand their rows over in chunks, split by task id into [`PARTITIONS`]; each
 //! partition is then merged, finished and sorted alone, and the sorted partitions are merged
 //! into row order. Memory is bounded by a partition and a chunk per partition, whatever the
-//! session's size.
+//! session's size. The first [`HOLD_ROWS`] merged rows stay in memory, so that a session that
+//! small never touches the disk.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -23,6 +24,8 @@ use crate::ids::TaskId;
 pub const PARTITIONS: usize = 64;
 /// Rows a builder holds before they go to disk.
 pub const SPILL_ROWS: usize = 16_384;
+/// Merged rows held in memory before the first chunk goes to disk (about 100 MiB).
+pub const HOLD_ROWS: usize = 131_072;
 /// Rows per chunk of a sorted partition.
 const RUN_CHUNK: usize = 1024;
 
@@ -102,7 +105,17 @@ impl ChunkFile {
 /// of one load).
 pub struct TaskSpill {
     rows: ChunkFile,
+    held: Mutex<Held>,
     dir: std::path::PathBuf,
+}
+
+/// Rows not yet on disk, merged by partition; `None` once the spill has gone to disk.
+struct Held(Option<Vec<TaskRows>>);
+
+impl Held {
+    fn rows(parts: &[TaskRows]) -> usize {
+        parts.iter().map(TaskRows::len).sum()
+    }
 }
 
 impl std::fmt::Debug for TaskSpill {
@@ -116,20 +129,44 @@ impl TaskSpill {
     pub fn new(dir: &Path) -> io::Result<Self> {
         Ok(TaskSpill {
             rows: ChunkFile::new(dir)?,
+            held: Mutex::new(Held(Some(
+                (0..PARTITIONS).map(|_| TaskRows::default()).collect(),
+            ))),
             dir: dir.to_path_buf(),
         })
     }
 
-    /// Moves rows to disk, each to its partition.
+    /// Takes rows over: held in memory while fewer than [`HOLD_ROWS`], else moved to disk,
+    /// each to its partition.
     pub(super) fn put(&self, tasks: Vec<Task>) {
+        let mut held = self.held.lock().expect("spill lock");
+        if let Some(parts) = held.0.as_mut() {
+            for task in tasks {
+                parts[partition_of(&task.task_id)].add(task);
+            }
+            if Held::rows(parts) < HOLD_ROWS {
+                return;
+            }
+            let parts = held.0.take().expect("held rows");
+            drop(held);
+            for (partition, mut rows) in parts.into_iter().enumerate() {
+                self.append(partition, &rows.take());
+            }
+            return;
+        }
+        drop(held);
         let mut parts: Vec<Vec<Task>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
         for task in tasks {
             parts[partition_of(&task.task_id)].push(task);
         }
         for (partition, rows) in parts.iter().enumerate() {
-            if !rows.is_empty() {
-                self.rows.append(partition, rows);
-            }
+            self.append(partition, rows);
+        }
+    }
+
+    fn append(&self, partition: usize, rows: &[Task]) {
+        if !rows.is_empty() {
+            self.rows.append(partition, rows);
         }
     }
 
@@ -155,6 +192,19 @@ impl TaskSpill {
     ) -> io::Result<()> {
         let started = std::time::Instant::now();
         self.put(last);
+        let held = self.held.lock().expect("spill lock").0.take();
+        if let Some(parts) = held {
+            // Never went to disk: the partitions are disjoint, so their rows finish as one.
+            let rows: Vec<Task> = parts.into_iter().flat_map(TaskRows::into_vec).collect();
+            let count = rows.len();
+            finish(rows).into_iter().try_for_each(sink)?;
+            tracing::info!(
+                rows = count,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "session index: task rows finished in memory"
+            );
+            return Ok(());
+        }
         self.rows.check()?;
         let runs = self.sorted_partitions(&finish)?;
         tracing::info!(

@@ -1,6 +1,5 @@
 //! Task attempts: their states, definition, execution fields and merge rules.
 
-use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
 use super::{Text, take_opt, take_stamped, take_text};
@@ -414,7 +413,7 @@ impl Task {
 #[derive(Debug, Default)]
 pub(super) struct TaskRows {
     rows: Vec<Task>,
-    index: HashMap<(TaskId, u32), u32>,
+    index: foldhash::HashMap<(TaskId, u32), u32>,
 }
 
 impl TaskRows {
