@@ -5,7 +5,7 @@
 use object_store::path::Path;
 use ray_history_server::events::{self, FileKind};
 use ray_history_server::logs::{RangeRequest, check_relative, parse_range};
-use ray_history_storage::azure::ConnectionString;
+use ray_history_storage::config::ConnectionString;
 use ray_history_storage::layout::Key;
 
 /// Every event format (export files, RayEvents, cluster events, snapshots): the first byte

@@ -17,11 +17,11 @@
 //! # }
 //! ```
 
-// Azure Blob Storage: auth modes, connection strings, container creation, append blobs.
-pub mod azure;
+// Opening each backend (Azure Blob Storage, S3, GCS, local disk, memory); their errors mapped.
+pub mod backend;
 // The `check` subcommand: an end-to-end probe of the configured storage.
 pub mod check;
-// Storage configuration from flags, environment, config file and URLs.
+// Storage configuration: plain data, and its settings from flags, environment, config file and URLs.
 pub mod config;
 // The crate's errors; messages name the setting or key and never carry secrets.
 pub mod error;

@@ -14,7 +14,7 @@ use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
 use super::process::{Group, free_port, http_get};
-use ray_history_storage::azure::{AzureAuth, AzureConfig, EMULATOR_ACCOUNT, EMULATOR_KEY};
+use ray_history_storage::config::{AzureAuth, AzureConfig, EMULATOR_ACCOUNT, EMULATOR_KEY};
 use ray_history_storage::config::{Backend, StorageConfig};
 use ray_history_storage::redact::Secret;
 

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ResourceRequirements, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
+use ray_history_storage::config::AUTH_MODES;
 use ray_history_storage::{ConfigError, StorageArgs, StorageConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -95,15 +96,9 @@ pub enum AzureAuthMode {
 }
 
 impl AzureAuthMode {
+    /// The name, from the storage crate's list (the variants are declared in its order).
     fn as_str(self) -> &'static str {
-        match self {
-            Self::ConnectionString => "connection_string",
-            Self::AccountKey => "account_key",
-            Self::Sas => "sas",
-            Self::ServicePrincipal => "service_principal",
-            Self::WorkloadIdentity => "workload_identity",
-            Self::ManagedIdentity => "managed_identity",
-        }
+        AUTH_MODES[self as usize]
     }
 }
 
@@ -429,6 +424,25 @@ mod tests {
     }
 
     const CONNECTION: &str = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://azurite.ray.svc:10000/devstoreaccount1;";
+
+    /// The CRD's enum (there for its schema) spells each mode as the storage crate does.
+    #[test]
+    fn auth_modes_are_the_storage_crates() {
+        use AzureAuthMode::*;
+        let all = [
+            ConnectionString,
+            AccountKey,
+            Sas,
+            ServicePrincipal,
+            WorkloadIdentity,
+            ManagedIdentity,
+        ];
+        for mode in all {
+            let spelled = serde_json::to_value(mode).unwrap();
+            assert_eq!(spelled, mode.as_str());
+        }
+        assert_eq!(all.len(), AUTH_MODES.len());
+    }
 
     #[test]
     fn settings_use_the_environment_names_the_storage_crate_reads() {

@@ -1,4 +1,4 @@
-//! Storage configuration: command-line flags, then environment, then a config source (the
+//! Storage settings: command-line flags, then environment, then a config source (the
 //! user's ConfigMap), then defaults. [`StorageArgs`] is flattened into every program's
 //! command line; [`StorageArgs::resolve`] turns it into a validated [`StorageConfig`].
 //!
@@ -14,71 +14,19 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
-use object_store::ObjectStore;
-use object_store::path::Path;
 
-use crate::azure::{AzureAuth, AzureConfig};
-use crate::error::{ConfigError, Result};
+use super::{
+    AzureAuth, AzureConfig, Backend, DEFAULT_CONTAINER, GcsConfig, S3Config, StorageConfig,
+    StorageKind,
+};
+use crate::error::ConfigError;
 use crate::redact::Secret;
 
 /// Default config source (a mounted ConfigMap directory, or a `config.yaml` in it), used when
 /// present and `--config` is not given.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/ray-history";
-/// Default Azure container.
-pub const DEFAULT_CONTAINER: &str = "ray-historyserver";
-
-/// Which backend to use (`storage:` in the config file, `STORAGE` in the environment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum StorageKind {
-    /// Azure Blob Storage (or Azurite).
-    #[value(name = "azureblob")]
-    AzureBlob,
-    /// Amazon S3 or an S3-compatible store such as MinIO.
-    S3,
-    /// Google Cloud Storage.
-    Gcs,
-    /// A local directory.
-    Local,
-    /// In-process memory (tests and demos).
-    Memory,
-}
-
-impl StorageKind {
-    /// The name used in configuration.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StorageKind::AzureBlob => "azureblob",
-            StorageKind::S3 => "s3",
-            StorageKind::Gcs => "gcs",
-            StorageKind::Local => "local",
-            StorageKind::Memory => "memory",
-        }
-    }
-
-    fn parse(setting: &str, value: &str) -> Result<Self, ConfigError> {
-        match value.trim().to_ascii_lowercase().as_str() {
-            "azureblob" | "azure" => Ok(StorageKind::AzureBlob),
-            "s3" => Ok(StorageKind::S3),
-            "gcs" => Ok(StorageKind::Gcs),
-            "local" => Ok(StorageKind::Local),
-            "memory" => Ok(StorageKind::Memory),
-            other => Err(ConfigError::new(
-                setting,
-                format!("unknown storage {other:?} (expected azureblob, s3, gcs, local or memory)"),
-            )),
-        }
-    }
-}
-
-impl fmt::Display for StorageKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Storage settings as given on the command line or in the environment. Every field is
 /// optional here; [`StorageArgs::resolve`] fills gaps from the config file and validates.
 #[derive(Clone, Default, Args)]
@@ -200,160 +148,6 @@ const SECRET_SETTINGS: &[&str] = &[
     "AZURE_CLIENT_SECRET",
     "AWS_SECRET_ACCESS_KEY",
 ];
-
-/// A validated storage configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StorageConfig {
-    /// The backend and its settings.
-    pub backend: Backend,
-    /// Optional key prefix inside the container or bucket (no leading or trailing `/`).
-    pub prefix: Option<String>,
-}
-
-/// A backend and its settings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Backend {
-    /// Azure Blob Storage.
-    Azure(AzureConfig),
-    /// S3 or S3-compatible.
-    S3(S3Config),
-    /// Google Cloud Storage.
-    Gcs(GcsConfig),
-    /// A local directory.
-    Local {
-        /// Root directory.
-        path: PathBuf,
-    },
-    /// In-process memory.
-    Memory,
-}
-
-/// S3 settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct S3Config {
-    /// Bucket name.
-    pub bucket: String,
-    /// Custom endpoint (MinIO); path-style requests are used when set.
-    pub endpoint: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Static credentials, if given (otherwise the AWS default chain).
-    pub access_key_id: Option<String>,
-    /// Static secret key.
-    pub secret_access_key: Option<Secret>,
-}
-
-/// GCS settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GcsConfig {
-    /// Bucket name.
-    pub bucket: String,
-    /// Service account file, if given (otherwise application default credentials).
-    pub credentials_file: Option<PathBuf>,
-}
-
-impl StorageConfig {
-    /// An in-memory configuration (tests, demos).
-    pub fn memory() -> Self {
-        Self {
-            backend: Backend::Memory,
-            prefix: None,
-        }
-    }
-
-    /// A local-directory configuration.
-    pub fn local(path: impl Into<PathBuf>) -> Self {
-        Self {
-            backend: Backend::Local { path: path.into() },
-            prefix: None,
-        }
-    }
-
-    /// Which backend this is.
-    pub fn kind(&self) -> StorageKind {
-        match &self.backend {
-            Backend::Azure(_) => StorageKind::AzureBlob,
-            Backend::S3(_) => StorageKind::S3,
-            Backend::Gcs(_) => StorageKind::Gcs,
-            Backend::Local { .. } => StorageKind::Local,
-            Backend::Memory => StorageKind::Memory,
-        }
-    }
-
-    /// One line for logs, without secrets.
-    pub fn describe(&self) -> String {
-        let location = match &self.backend {
-            Backend::Azure(azure) => azure.describe(),
-            Backend::S3(s3) => match &s3.endpoint {
-                Some(endpoint) => format!("s3 bucket {} at {endpoint}", s3.bucket),
-                None => format!("s3 bucket {}", s3.bucket),
-            },
-            Backend::Gcs(gcs) => format!("gcs bucket {}", gcs.bucket),
-            Backend::Local { path } => format!("local directory {}", path.display()),
-            Backend::Memory => "memory".to_string(),
-        };
-        match &self.prefix {
-            Some(prefix) => format!("{location}, prefix {prefix}"),
-            None => location,
-        }
-    }
-
-    /// The endpoint URL requests go to, when it is not fixed by the backend: Azure's blob
-    /// endpoint (public or custom) and a custom S3 endpoint. `None` for AWS's own S3, GCS,
-    /// local disk and memory.
-    pub fn endpoint(&self) -> Option<&str> {
-        match &self.backend {
-            Backend::Azure(azure) => Some(&azure.endpoint),
-            Backend::S3(s3) => s3.endpoint.as_deref(),
-            Backend::Gcs(_) | Backend::Local { .. } | Backend::Memory => None,
-        }
-    }
-
-    pub(crate) fn prefix_path(&self) -> Option<Path> {
-        self.prefix.as_deref().map(Path::from)
-    }
-}
-
-impl S3Config {
-    pub(crate) fn build(&self) -> Result<Arc<dyn ObjectStore>> {
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(&self.bucket)
-            .with_retry(crate::store::inner_retry());
-        if let Some(region) = &self.region {
-            builder = builder.with_region(region);
-        }
-        if let Some(endpoint) = &self.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_virtual_hosted_style_request(false)
-                .with_allow_http(endpoint.starts_with("http://"));
-        }
-        if let (Some(id), Some(secret)) = (&self.access_key_id, &self.secret_access_key) {
-            builder = builder
-                .with_access_key_id(id)
-                .with_secret_access_key(secret.expose());
-        }
-        let store = builder
-            .build()
-            .map_err(|e| crate::store::backend_error("open", "", e))?;
-        Ok(Arc::new(store))
-    }
-}
-
-impl GcsConfig {
-    pub(crate) fn build(&self) -> Result<Arc<dyn ObjectStore>> {
-        let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-            .with_bucket_name(&self.bucket)
-            .with_retry(crate::store::inner_retry());
-        if let Some(file) = &self.credentials_file {
-            builder = builder.with_service_account_path(file.display().to_string());
-        }
-        let store = builder
-            .build()
-            .map_err(|e| crate::store::backend_error("open", "", e))?;
-        Ok(Arc::new(store))
-    }
-}
 
 /// Settings after merging flags/environment with the config file: env name → value.
 struct Merged {
