@@ -16,13 +16,6 @@ CRATES = ["storage", "lease", "testkit", "collector", "historyserver", "operator
 PATH = re.compile(r"\b(crate|super)::((?:[A-Za-z_]\w*::)*)(\{[^}]*\}|[A-Za-z_]\w*)")
 TESTS = re.compile(r"#\[cfg\(test\)\]\s*(pub\s+)?mod\s+\w+\s*\{", re.S)
 COMMENT = re.compile(r"//.*$", re.M)
-# Cycles that are older than this check, each to be untangled (issue 14); a new one fails.
-KNOWN = {
-    "storage: azure -> store -> azure",
-    "storage: azure -> store -> config -> azure",
-    "storage: store -> config -> store",
-    "historyserver: api -> auth -> api",
-}
 
 
 def modules(src):
@@ -97,10 +90,7 @@ def main():
                 graph.setdefault(a, set()).add(b)
         for cycle in cycles(graph):
             names = " -> ".join("::".join(m) for m in cycle)
-            if f"{crate}: {names}" in KNOWN:
-                print(f"known, to untangle: {crate}: {names}")
-            else:
-                problems.append(f"{crate}: modules import each other in a circle: {names}")
+            problems.append(f"{crate}: modules import each other in a circle: {names}")
     for problem in problems:
         print(problem)
     return 1 if problems else 0

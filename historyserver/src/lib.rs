@@ -17,6 +17,7 @@ pub mod loader;
 pub mod logs;
 pub mod metrics;
 pub mod model;
+pub mod response;
 pub mod retention;
 pub mod server;
 pub mod session_index;

@@ -1,5 +1,5 @@
 //! Response shapes: Ray's envelope `{"result", "msg", "data"}` for success and errors, and
-//! the error type of all handlers.
+//! the error type of all handlers (the API's and the auth guard's).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

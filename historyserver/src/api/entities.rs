@@ -13,13 +13,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::query::{query_get, query_pairs};
-use super::response::{self, ApiError};
 use super::views::{all_jobs, all_nodes, json_text, node_ip};
 use super::{AppState, Loaded, RayPage};
 use crate::events::camelize;
 use crate::ids::{ActorId, JobId, NodeId};
 use crate::loader::LoadedSession;
 use crate::model::{Actor, ActorState, Node, NodeState};
+use crate::response::{self, ApiError};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

@@ -17,11 +17,11 @@ use futures::stream::BoxStream;
 use globset::GlobBuilder;
 
 use super::query::{query_get, query_pairs, truthy};
-use super::response::{self, ApiError, Wrapped, rows_unreadable};
 use super::{AppState, Loaded};
 use crate::ids::{ActorId, NodeId, TaskId};
 use crate::loader::{LoadedSession, LogFile};
 use crate::logs;
+use crate::response::{self, ApiError, Wrapped, rows_unreadable};
 
 /// Ray's default number of lines.
 const DEFAULT_LINES: i64 = 1000;

@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
 
-use super::response::{self, ApiError};
 use super::{AppState, Loaded};
 use crate::model::NodeState;
+use crate::response::{self, ApiError};
 use ray_history_storage::layout::SnapshotKind;
 
 pub(super) fn routes() -> Router<AppState> {

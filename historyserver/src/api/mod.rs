@@ -8,7 +8,6 @@ mod lineage;
 mod logs;
 mod misc;
 mod query;
-mod response;
 mod sessions;
 mod state;
 mod tasks;
@@ -37,8 +36,8 @@ use crate::cache::SessionCache;
 use crate::catalog::{Catalog, SessionEntry};
 use crate::loader::SharedSession;
 use crate::metrics::{Metrics, RequestLabels};
+pub use crate::response::ApiError;
 pub use clients::ClientLimit;
-pub use response::ApiError;
 
 /// Settings the handlers need.
 #[derive(Debug, Clone)]

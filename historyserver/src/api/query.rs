@@ -2,7 +2,7 @@
 //! booleans as Ray reads them, `limit`, and the `filter_keys`/`filter_predicates`/
 //! `filter_values` triples.
 
-use super::response::ApiError;
+use crate::response::ApiError;
 
 /// Ray's default and largest `limit`.
 pub(crate) const DEFAULT_LIMIT: usize = 100;

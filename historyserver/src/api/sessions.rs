@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use ray_history_storage::metadata::{NodeMetadata, Owner};
 use serde::{Deserialize, Serialize};
 
-use super::response::{self, ApiError};
 use super::{AppState, find_session};
 use crate::catalog::{ReportedState, SessionEntry};
 use crate::model::TaskState;
+use crate::response::{self, ApiError};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

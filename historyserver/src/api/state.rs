@@ -16,12 +16,12 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::query::{Filter, parse_filters, parse_limit, query_get, query_pairs, truthy};
-use super::response::{self, ApiError, InOrder, ListResult, Wrapped};
 use super::views::{all_jobs, all_nodes, json_text, node_ip};
 use super::{AppState, Loaded};
 use crate::events::snapshot::compose_state_message;
 use crate::loader::LoadedSession;
 use crate::model::{Actor, ActorState, INFERRED_AT_END, NodeState};
+use crate::response::{self, ApiError, InOrder, ListResult, Wrapped};
 use ray_history_storage::layout::SnapshotKind;
 use ray_history_storage::metadata::SessionState;
 

@@ -13,11 +13,11 @@ use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
 use super::query::{Filter, parse_filters, parse_limit, query_get, query_pairs, truthy};
-use super::response::{self, ApiError, InOrder, ListResult, Wrapped, rows_unreadable};
 use super::{AppState, Loaded};
 use crate::ids::{ActorId, Id, JobId, TaskId};
 use crate::model::table::TaskTable;
 use crate::model::{Task, TaskState, TaskType};
+use crate::response::{self, ApiError, InOrder, ListResult, Wrapped, rows_unreadable};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

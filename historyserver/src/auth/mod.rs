@@ -35,7 +35,7 @@ use ipnet::IpNet;
 pub use header::{Acl, parse_networks};
 pub use kubernetes::{KubeSettings, ReviewError, Reviews};
 
-use crate::api::ApiError;
+use crate::response::ApiError;
 
 /// How requests are authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
