@@ -12,7 +12,7 @@ import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-CRATES = ["storage", "lease", "testkit", "collector", "historyserver", "operator", "tests", "fuzz"]
+CRATES = ["storage", "cli", "lease", "testkit", "collector", "historyserver", "operator", "tests", "fuzz"]
 PATH = re.compile(r"\b(crate|super)::((?:[A-Za-z_]\w*::)*)(\{[^}]*\}|[A-Za-z_]\w*)")
 TESTS = re.compile(r"#\[cfg\(test\)\]\s*(pub\s+)?mod\s+\w+\s*\{", re.S)
 COMMENT = re.compile(r"//.*$", re.M)

@@ -91,7 +91,7 @@ async fn load(
 async fn open_storage(storage_url: &str, connection: Option<String>) -> Storage {
     let config = match connection {
         Some(conn) => {
-            let args = ray_history_storage::StorageArgs {
+            let args = ray_history_cli::StorageArgs {
                 storage: Some("azureblob".into()),
                 azure_connection_string: Some(conn),
                 azure_container: Some(storage_url.to_string()),
@@ -441,7 +441,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("load") => {
-            ray_history_storage::telemetry::init_tracing();
+            ray_history_cli::telemetry::init_tracing();
             let connection = std::env::var("BENCH_AZURE_CONNECTION_STRING").ok();
             let index_dir = args.get(4).map(PathBuf::from);
             load(&args[2], connection, &args[3], index_dir.as_deref()).await

@@ -1,12 +1,12 @@
 //! Command line and environment: the `run` (default) and `sync` commands, the node's identity,
-//! and the storage settings flattened from [`ray_history_storage::StorageArgs`].
+//! and the storage settings flattened from [`ray_history_cli::StorageArgs`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ray_history_storage::StorageArgs;
+use ray_history_cli::StorageArgs;
 use ray_history_storage::layout::{ClusterRef, MetaRef};
 use ray_history_storage::metadata::{NodeType, Owner};
 
@@ -32,7 +32,7 @@ pub enum Command {
     /// Upload one session dir once, in parallel, then exit (backfill).
     Sync(Box<SyncArgs>),
     /// Test the storage settings end to end and exit non-zero with the reason.
-    Check(Box<ray_history_storage::check::CheckCommand>),
+    Check(Box<ray_history_cli::CheckCommand>),
 }
 
 /// Settings of `run`.

@@ -10,8 +10,8 @@ async fn main() -> ExitCode {
     // Test builds only: `FAILPOINTS` names the steps at which to abort (tests/faults.rs).
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
-    ray_history_storage::telemetry::init_tracing();
-    ray_history_storage::telemetry::exit_code(run_command().await)
+    ray_history_cli::telemetry::init_tracing();
+    ray_history_cli::telemetry::exit_code(run_command().await)
 }
 
 async fn run_command() -> anyhow::Result<ExitCode> {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use ray_history_storage::StorageArgs;
+use ray_history_cli::StorageArgs;
 
 use crate::retention::RetentionArgs;
 

@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use ray_history_cli::CheckCommand;
 use ray_history_server::config::ServeArgs;
-use ray_history_storage::check::CheckCommand;
 
 /// History server: serves stored Ray sessions, logs and the Ray dashboard API.
 #[derive(Parser)]
@@ -30,8 +30,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    ray_history_storage::telemetry::init_tracing();
-    ray_history_storage::telemetry::exit_code(run_command().await)
+    ray_history_cli::telemetry::init_tracing();
+    ray_history_cli::telemetry::exit_code(run_command().await)
 }
 
 async fn run_command() -> anyhow::Result<ExitCode> {

@@ -14,8 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use object_store::path::Path;
+use ray_history_cli::StorageArgs;
+use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, Key, LOG_ROOT, MetaRef};
-use ray_history_storage::{Storage, StorageArgs};
 
 use crate::catalog::{Catalog, ReportedState, SessionEntry};
 
@@ -105,7 +106,7 @@ pub struct Rules(pub Vec<Rule>);
 
 fn parse_rules(text: &str) -> Result<Rules, String> {
     let rules: Vec<Rule> =
-        serde_yaml::from_str(text).map_err(|e| format!("not a list of retention rules: {e}"))?;
+        serde_yaml_ng::from_str(text).map_err(|e| format!("not a list of retention rules: {e}"))?;
     if let Some(rule) = rules
         .iter()
         .find(|r| r.namespace.is_none() && r.cluster.is_none())
@@ -124,14 +125,14 @@ fn duration_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Durati
 }
 
 fn bytes_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    let value: Option<serde_yaml::Value> = serde::Deserialize::deserialize(d)?;
+    let value: Option<serde_yaml_ng::Value> = serde::Deserialize::deserialize(d)?;
     match value {
         None => Ok(None),
-        Some(serde_yaml::Value::Number(n)) => n
+        Some(serde_yaml_ng::Value::Number(n)) => n
             .as_u64()
             .map(Some)
             .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a byte count"))),
-        Some(serde_yaml::Value::String(t)) => crate::units::parse_bytes(&t)
+        Some(serde_yaml_ng::Value::String(t)) => crate::units::parse_bytes(&t)
             .map(Some)
             .map_err(serde::de::Error::custom),
         Some(other) => Err(serde::de::Error::custom(format!(

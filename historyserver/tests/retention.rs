@@ -208,13 +208,13 @@ async fn rules_give_a_cluster_its_own_limits() {
         put_session(&storage, cluster, &session(n), start, Some(start), start).await;
     }
     // The default keeps 2 per cluster; cluster e keeps all but what is over 5.5 days old.
-    let rules = serde_yaml::from_str::<serde_yaml::Value>(
+    let rules = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(
         "- cluster: e\n  maxAge: 5d 12h\n- namespace: elsewhere\n  maxSessionsPerCluster: 0\n",
     )
     .unwrap();
     let args = ray_history_server::retention::RetentionArgs {
         max_sessions_per_cluster: Some(2),
-        rules: Some(parse_rules(&serde_yaml::to_string(&rules).unwrap())),
+        rules: Some(parse_rules(&serde_yaml_ng::to_string(&rules).unwrap())),
         grace: Duration::from_secs(60),
         ..Default::default()
     };

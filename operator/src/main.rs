@@ -24,7 +24,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    ray_history_storage::telemetry::exit_code(run_command().await)
+    ray_history_cli::telemetry::exit_code(run_command().await)
 }
 
 async fn run_command() -> anyhow::Result<ExitCode> {
@@ -37,7 +37,7 @@ async fn run_command() -> anyhow::Result<ExitCode> {
         Some(Command::Run(args)) => *args,
         None => cli.run,
     };
-    ray_history_storage::telemetry::init_tracing();
+    ray_history_cli::telemetry::init_tracing();
     // object_store and kube both link rustls; pick one process-wide provider.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     app::run(args).await?;

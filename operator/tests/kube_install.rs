@@ -178,15 +178,15 @@ fn chart_installs_upgrades_and_uninstalls_with_every_option() {
     install_cert_manager_crds();
     // ci/full-values.yaml with its Ray namespace moved to one of this test's own.
     let path = support::chart_dir().join("ci/full-values.yaml");
-    let mut values: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut values: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     for part in ["historyStorage", "historyServer"] {
         values[part]["namespace"] = "rh-full-ray".into();
     }
-    values["rbac"]["secretNamespaces"] = serde_yaml::Value::Sequence(vec!["rh-full-ray".into()]);
+    values["rbac"]["secretNamespaces"] = serde_yaml_ng::Value::Sequence(vec!["rh-full-ray".into()]);
     cp().kubectl_ok(&["create", "namespace", "rh-full-ray"]);
     let file = cp().scratch().join("full-values.yaml");
-    std::fs::write(&file, serde_yaml::to_string(&values).unwrap()).unwrap();
+    std::fs::write(&file, serde_yaml_ng::to_string(&values).unwrap()).unwrap();
     check_install_upgrade_uninstall("rh-full", "rh-full", Some(&file), || {
         // The chart's HistoryServer (auth mode kubernetes) and the listed account may review
         // tokens and access; others may not.
@@ -418,10 +418,10 @@ fn env_of<'a>(container: &'a Value, name: &str) -> Option<&'a Value> {
 /// `config/raycluster.yaml` in `namespace` under `name`.
 fn sample_raycluster(namespace: &str, name: &str) -> String {
     let text = std::fs::read_to_string(workspace_root().join("config/raycluster.yaml")).unwrap();
-    let mut cluster: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let mut cluster: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
     cluster["metadata"]["namespace"] = namespace.into();
     cluster["metadata"]["name"] = name.into();
-    serde_yaml::to_string(&cluster).unwrap()
+    serde_yaml_ng::to_string(&cluster).unwrap()
 }
 
 fn wait_ray_pods(namespace: &str, cluster: &str, count: usize) -> Vec<Value> {
@@ -649,9 +649,9 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
     }
     // A RayJob's cluster too, with the RayJob as the owner the collector records.
     let job_text = std::fs::read_to_string(workspace_root().join("config/rayjob.yaml")).unwrap();
-    let mut job: serde_yaml::Value = serde_yaml::from_str(&job_text).unwrap();
+    let mut job: serde_yaml_ng::Value = serde_yaml_ng::from_str(&job_text).unwrap();
     job["metadata"]["namespace"] = ns.into();
-    cp().apply(&serde_yaml::to_string(&job).unwrap());
+    cp().apply(&serde_yaml_ng::to_string(&job).unwrap());
     let job_cluster = cp().eventually("the RayJob's RayCluster", Duration::from_secs(60), || {
         let job = try_get_json(&["rayjob", "squares", "-n", ns])?;
         job["status"]["rayClusterName"].as_str().map(String::from)
@@ -687,8 +687,8 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
     cp().apply(&history_storage(strict, "history", "azurite", true));
     wait_condition(strict, "history", "Ready", "True");
     let text = sample_raycluster(strict, "strict");
-    let mut cluster: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
-    let restricted: serde_yaml::Value = serde_yaml::from_str(
+    let mut cluster: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let restricted: serde_yaml_ng::Value = serde_yaml_ng::from_str(
         "{allowPrivilegeEscalation: false, runAsNonRoot: true, runAsUser: 1000, \
          capabilities: {drop: [ALL]}, seccompProfile: {type: RuntimeDefault}}",
     )
@@ -697,7 +697,7 @@ fn operator_reconciles_and_injects_on_a_real_api_server() {
         restricted.clone();
     cluster["spec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["securityContext"] =
         restricted;
-    cp().apply(&serde_yaml::to_string(&cluster).unwrap());
+    cp().apply(&serde_yaml_ng::to_string(&cluster).unwrap());
     for pod in wait_ray_pods(strict, "strict", 2) {
         assert!(collector_of(&pod).is_some(), "{pod}");
     }

@@ -31,7 +31,7 @@ fn fixture(name: &str) -> Value {
 fn sample_storage() -> HistoryStorage {
     let path = ray_history_testkit::workspace_root().join("config/samples/historystorage.yaml");
     let mut hs: HistoryStorage =
-        serde_yaml::from_str(&std::fs::read_to_string(path).expect("sample")).expect("yaml");
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).expect("sample")).expect("yaml");
     hs.status = Some(HistoryStorageStatus {
         config_map: Some(hs.config_map_name()),
         ..Default::default()

@@ -2,7 +2,6 @@
 //! allowed), write a probe object, read it back, find it by listing, delete it — so that a
 //! wrong key, a missing container or an unreachable endpoint shows up before a cluster runs.
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,7 +9,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use rand::Rng;
 
-use crate::config::{StorageArgs, StorageConfig};
+use crate::config::StorageConfig;
 use crate::error::{Error, Result};
 use crate::store::Storage;
 
@@ -115,49 +114,4 @@ pub async fn run_with(
 
 fn failed(operation: &'static str, key: &Path, message: &str) -> Error {
     Error::backend(operation, key.to_string(), message, false)
-}
-
-/// The `check` subcommand the programs embed: exit 0 when the storage works, otherwise print
-/// the reason and exit 1.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CheckCommand {
-    /// Storage settings.
-    #[command(flatten)]
-    pub storage: StorageArgs,
-}
-
-impl CheckCommand {
-    /// Runs the check, printing one line per step, and returns the exit code.
-    pub async fn execute(&self) -> ExitCode {
-        let config = match self.storage.resolve() {
-            Ok(config) => config,
-            Err(e) => {
-                eprintln!("storage check failed: bad configuration: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        println!("checking {}", config.describe());
-        let result = run_with(&config, |step| {
-            println!(
-                "ok {:<6} {} ({})",
-                step.name,
-                step.detail,
-                humantime::format_duration(Duration::from_millis(step.elapsed.as_millis() as u64))
-            );
-        })
-        .await;
-        match result {
-            Ok(_) => {
-                println!("storage check passed");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!(
-                    "storage check failed: {}",
-                    crate::redact::scrub(&e.to_string())
-                );
-                ExitCode::FAILURE
-            }
-        }
-    }
 }

@@ -19,7 +19,7 @@
 
 // Opening each backend (Azure Blob Storage, S3, GCS, local disk, memory); their errors mapped.
 pub mod backend;
-// The `check` subcommand: an end-to-end probe of the configured storage.
+// An end-to-end probe of the configured storage (behind every program's `check`).
 pub mod check;
 // Storage configuration: plain data, and its settings from flags, environment, config file and URLs.
 pub mod config;
@@ -35,9 +35,7 @@ pub mod redact;
 pub mod retry;
 // `Storage`: one handle over every backend.
 pub mod store;
-// Logging set up once for every program (`RUST_LOG`, `LOG_FORMAT=json`).
-pub mod telemetry;
 
-pub use config::{StorageArgs, StorageConfig, StorageKind};
+pub use config::{StorageConfig, StorageKind};
 pub use error::{ConfigError, Error, Result};
 pub use store::Storage;

@@ -10,10 +10,11 @@ use azure_storage::shared_access_signature::SasToken;
 use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
 use bytes::Bytes;
 use object_store::path::Path;
-use ray_history_storage::check::{self, CheckCommand, PROBE_DIR};
+use ray_history_cli::{CheckCommand, StorageArgs};
+use ray_history_storage::check::{self, PROBE_DIR};
 use ray_history_storage::config::{EMULATOR_ACCOUNT, EMULATOR_KEY};
 use ray_history_storage::retry::{Backoff, retry};
-use ray_history_storage::{Error, Storage, StorageArgs};
+use ray_history_storage::{Error, Storage};
 use ray_history_testkit::Azurite;
 
 /// Settings for Azurite's container `container`, filled in by each test.

@@ -5,7 +5,8 @@ mod common;
 
 use bytes::Bytes;
 use object_store::path::Path;
-use ray_history_storage::{Error, Storage, StorageArgs, StorageConfig, StorageKind};
+use ray_history_cli::StorageArgs;
+use ray_history_storage::{Error, Storage, StorageConfig, StorageKind};
 use ray_history_testkit::{Azurite, FakeGcs, MotoS3, free_port};
 
 #[tokio::test]

@@ -32,7 +32,7 @@ impl Acl {
     pub fn load(path: &Path) -> Result<Acl, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("AUTH_ACL: cannot read {}: {e}", path.display()))?;
-        serde_yaml::from_str(&text)
+        serde_yaml_ng::from_str(&text)
             .map_err(|e| format!("AUTH_ACL: {} is not a valid ACL: {e}", path.display()))
     }
 
@@ -100,7 +100,7 @@ mod tests {
 
     #[test]
     fn groups_and_users_map_to_namespaces_and_admins_see_all() {
-        let acl: Acl = serde_yaml::from_str(
+        let acl: Acl = serde_yaml_ng::from_str(
             "admins: [platform]\ngroups:\n  team-a: [ns-a]\nusers:\n  bob: [ns-b]\n",
         )
         .unwrap();
@@ -111,7 +111,7 @@ mod tests {
         assert!(bob.allows("ns-a") && bob.allows("ns-b"));
         assert!(!acl.access("eve", &[]).allows("ns-a"));
         assert!(
-            serde_yaml::from_str::<Acl>("admin: [x]\n").is_err(),
+            serde_yaml_ng::from_str::<Acl>("admin: [x]\n").is_err(),
             "typos are refused"
         );
     }

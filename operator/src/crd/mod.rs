@@ -29,11 +29,11 @@ pub fn all() -> Vec<CustomResourceDefinition> {
 
 /// The CRDs as one multi-document YAML stream (what `ray-history-operator crd` prints and
 /// what the chart's `crds/` folder holds).
-pub fn to_yaml() -> Result<String, serde_yaml::Error> {
+pub fn to_yaml() -> Result<String, serde_yaml_ng::Error> {
     let mut out = String::new();
     for crd in all() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(&crd)?);
+        out.push_str(&serde_yaml_ng::to_string(&crd)?);
     }
     Ok(out)
 }

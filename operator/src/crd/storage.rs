@@ -12,7 +12,8 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ResourceRequirements, Sec
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::{CustomResource, KubeSchema};
 use ray_history_storage::config::AUTH_MODES;
-use ray_history_storage::{ConfigError, StorageArgs, StorageConfig};
+use ray_history_storage::config::Settings;
+use ray_history_storage::{ConfigError, StorageConfig};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -383,34 +384,12 @@ impl HistoryStorageSpec {
         &self,
         secrets: &BTreeMap<&'static str, String>,
     ) -> Result<StorageConfig, ConfigError> {
-        let s = self.settings();
-        let get = |k: &str| s.get(k).cloned();
-        let secret = |k: &str| secrets.get(k).cloned();
-        let args = StorageArgs {
-            storage: get("STORAGE"),
-            // Never merge a config file the operator's own pod might have.
-            config: Some(PathBuf::from("/dev/null")),
-            storage_prefix: get("STORAGE_PREFIX"),
-            create_container: get("STORAGE_CREATE_CONTAINER").map(|v| v == "true"),
-            azure_connection_string: secret("AZURE_STORAGE_CONNECTION_STRING"),
-            azure_container: get("AZURE_STORAGE_CONTAINER"),
-            azure_endpoint: get("AZURE_STORAGE_ENDPOINT"),
-            azure_account_name: get("AZURE_STORAGE_ACCOUNT_NAME"),
-            azure_account_key: secret("AZURE_STORAGE_ACCOUNT_KEY"),
-            azure_sas_token: secret("AZURE_STORAGE_SAS_TOKEN"),
-            azure_tenant_id: get("AZURE_TENANT_ID"),
-            azure_client_id: get("AZURE_CLIENT_ID"),
-            azure_client_secret: secret("AZURE_CLIENT_SECRET"),
-            azure_auth_mode: get("AZURE_STORAGE_AUTH_MODE"),
-            s3_bucket: get("S3_BUCKET"),
-            s3_endpoint: get("S3_ENDPOINT"),
-            aws_region: get("AWS_REGION"),
-            aws_access_key_id: secret("AWS_ACCESS_KEY_ID"),
-            aws_secret_access_key: secret("AWS_SECRET_ACCESS_KEY"),
-            gcs_bucket: get("GCS_BUCKET"),
-            ..Default::default()
-        };
-        args.resolve()
+        let plain = self.settings().into_iter().map(|(k, v)| (k, Some(v)));
+        let secret = secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), Some(v.clone())));
+        // Never merge a config file the operator's own pod might have.
+        Settings::new(Some(PathBuf::from("/dev/null")), plain.chain(secret)).resolve()
     }
 }
 
@@ -420,7 +399,7 @@ mod tests {
 
     fn sample() -> HistoryStorage {
         let path = ray_history_testkit::workspace_root().join("config/samples/historystorage.yaml");
-        serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
     const CONNECTION: &str = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://azurite.ray.svc:10000/devstoreaccount1;";

@@ -85,24 +85,23 @@ impl ProbePolicy {
 
 #[cfg(test)]
 mod tests {
-    use ray_history_storage::StorageArgs;
+    use ray_history_storage::config::Settings;
 
     use super::*;
 
     fn config(url: &str, endpoint: Option<&str>) -> StorageConfig {
-        StorageArgs {
-            storage_url: Some(url.into()),
-            s3_endpoint: endpoint.map(str::to_string),
-            azure_account_key: Some("a2V5".into()),
-            azure_account_name: Some("acct".into()),
-            aws_access_key_id: Some("id".into()),
-            aws_secret_access_key: Some("secret".into()),
-            aws_region: Some("us-east-1".into()),
-            config: Some("/dev/null".into()),
-            ..Default::default()
-        }
-        .resolve()
-        .unwrap()
+        let given = [
+            ("STORAGE_URL", Some(url.to_string())),
+            ("S3_ENDPOINT", endpoint.map(str::to_string)),
+            ("AZURE_STORAGE_ACCOUNT_KEY", Some("a2V5".into())),
+            ("AZURE_STORAGE_ACCOUNT_NAME", Some("acct".into())),
+            ("AWS_ACCESS_KEY_ID", Some("id".into())),
+            ("AWS_SECRET_ACCESS_KEY", Some("secret".into())),
+            ("AWS_REGION", Some("us-east-1".into())),
+        ];
+        Settings::new(Some("/dev/null".into()), given)
+            .resolve()
+            .unwrap()
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub use azure_auth::{AUTH_MODES, AzureAuth};
 pub use connection_string::{
     ConnectionCredential, ConnectionString, EMULATOR_ACCOUNT, EMULATOR_ENDPOINT, EMULATOR_KEY,
 };
-pub use settings::{DEFAULT_CONFIG_DIR, StorageArgs};
+pub use settings::{DEFAULT_CONFIG_DIR, Settings};
 
 use crate::error::ConfigError;
 use crate::redact::Secret;
@@ -26,10 +26,9 @@ use crate::redact::Secret;
 pub const DEFAULT_CONTAINER: &str = "ray-historyserver";
 
 /// Which backend to use (`storage:` in the config file, `STORAGE` in the environment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StorageKind {
     /// Azure Blob Storage (or Azurite).
-    #[value(name = "azureblob")]
     AzureBlob,
     /// Amazon S3 or an S3-compatible store such as MinIO.
     S3,

@@ -1,6 +1,8 @@
 //! Storage settings: command-line flags, then environment, then a config source (the
-//! user's ConfigMap), then defaults. [`StorageArgs`] is flattened into every program's
-//! command line; [`StorageArgs::resolve`] turns it into a validated [`StorageConfig`].
+//! user's ConfigMap), then defaults. [`Settings`] holds what flags and the environment gave,
+//! by environment name; [`Settings::resolve`] fills the gaps from the config source and
+//! validates, into a [`StorageConfig`]. A program's command line only fills a `Settings`
+//! (`ray-history-cli`'s `StorageArgs`), so this crate needs no CLI parser.
 //!
 //! Every form in which Kubernetes hands a ConfigMap `storage: azureblob` to a container works:
 //! - environment variables in either case (`STORAGE`, or `storage` from `envFrom`);
@@ -15,8 +17,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
 
-use clap::Args;
-
 use super::{
     AzureAuth, AzureConfig, Backend, DEFAULT_CONTAINER, GcsConfig, S3Config, StorageConfig,
     StorageKind,
@@ -27,121 +27,68 @@ use crate::redact::Secret;
 /// Default config source (a mounted ConfigMap directory, or a `config.yaml` in it), used when
 /// present and `--config` is not given.
 pub const DEFAULT_CONFIG_DIR: &str = "/etc/ray-history";
-/// Storage settings as given on the command line or in the environment. Every field is
-/// optional here; [`StorageArgs::resolve`] fills gaps from the config file and validates.
-#[derive(Clone, Default, Args)]
-pub struct StorageArgs {
-    /// Backend: azureblob, s3, gcs, local or memory.
-    #[arg(long, env = "STORAGE")]
-    pub storage: Option<String>,
-    /// Storage as a URL: az://container/prefix, s3://bucket/prefix, gs://bucket/prefix,
-    /// file:///path or memory://.
-    #[arg(long, env = "STORAGE_URL")]
-    pub storage_url: Option<String>,
-    /// Config source: a YAML file, or a mounted ConfigMap directory with one file per key
-    /// [default: /etc/ray-history if present].
-    #[arg(long, env = "RAY_HISTORY_CONFIG")]
+/// Every storage setting, by its environment name.
+pub const NAMES: [&str; 25] = [
+    "STORAGE",
+    "STORAGE_URL",
+    "STORAGE_PREFIX",
+    "STORAGE_CREATE_CONTAINER",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_CONTAINER",
+    "AZURE_STORAGE_ENDPOINT",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_MSI_ENDPOINT",
+    "AZURE_STORAGE_AUTH_MODE",
+    "S3_BUCKET",
+    "S3_ENDPOINT",
+    "AWS_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "GCS_BUCKET",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "LOCAL_STORAGE_PATH",
+];
+
+/// Storage settings as given by flags or the environment, by environment name, and the config
+/// source that fills the gaps.
+#[derive(Clone, Default)]
+pub struct Settings {
+    given: BTreeMap<&'static str, String>,
+    /// A name given that is not a setting, reported by [`Settings::resolve`].
+    unknown: Option<String>,
+    /// The config source: a YAML file, or a mounted ConfigMap directory with one file per key
+    /// (`None`: [`DEFAULT_CONFIG_DIR`] if present).
     pub config: Option<PathBuf>,
-    /// Key prefix inside the container or bucket.
-    #[arg(long, env = "STORAGE_PREFIX")]
-    pub storage_prefix: Option<String>,
-    /// Create the container or bucket when missing (Azure) [default: true].
-    #[arg(long, env = "STORAGE_CREATE_CONTAINER")]
-    pub create_container: Option<bool>,
-
-    /// Azure connection string (account key or SAS; `UseDevelopmentStorage=true` for Azurite).
-    #[arg(long, env = "AZURE_STORAGE_CONNECTION_STRING", hide_env_values = true)]
-    pub azure_connection_string: Option<String>,
-    /// Azure container [default: ray-historyserver].
-    #[arg(long, env = "AZURE_STORAGE_CONTAINER")]
-    pub azure_container: Option<String>,
-    /// Azure blob endpoint, e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite.
-    #[arg(long, env = "AZURE_STORAGE_ENDPOINT")]
-    pub azure_endpoint: Option<String>,
-    /// Azure storage account name.
-    #[arg(long, env = "AZURE_STORAGE_ACCOUNT_NAME")]
-    pub azure_account_name: Option<String>,
-    /// Azure storage account key.
-    #[arg(long, env = "AZURE_STORAGE_ACCOUNT_KEY", hide_env_values = true)]
-    pub azure_account_key: Option<String>,
-    /// Azure SAS token (with or without the leading `?`).
-    #[arg(long, env = "AZURE_STORAGE_SAS_TOKEN", hide_env_values = true)]
-    pub azure_sas_token: Option<String>,
-    /// Azure AD tenant (service principal, workload identity).
-    #[arg(long, env = "AZURE_TENANT_ID")]
-    pub azure_tenant_id: Option<String>,
-    /// Azure AD client id (service principal, workload identity, user-assigned identity).
-    #[arg(long, env = "AZURE_CLIENT_ID")]
-    pub azure_client_id: Option<String>,
-    /// Azure AD client secret (service principal).
-    #[arg(long, env = "AZURE_CLIENT_SECRET", hide_env_values = true)]
-    pub azure_client_secret: Option<String>,
-    /// Federated token file (AKS workload identity).
-    #[arg(long, env = "AZURE_FEDERATED_TOKEN_FILE")]
-    pub azure_federated_token_file: Option<PathBuf>,
-    /// Azure AD authority for service principal and workload identity tokens
-    /// [default: login.microsoftonline.com].
-    #[arg(long, env = "AZURE_AUTHORITY_HOST")]
-    pub azure_authority_host: Option<String>,
-    /// Managed identity token endpoint [default: the instance metadata service].
-    #[arg(long, env = "AZURE_MSI_ENDPOINT")]
-    pub azure_msi_endpoint: Option<String>,
-    /// Force one Azure auth mode: connection_string, account_key, sas, service_principal,
-    /// workload_identity or managed_identity.
-    #[arg(long, env = "AZURE_STORAGE_AUTH_MODE")]
-    pub azure_auth_mode: Option<String>,
-
-    /// S3 bucket.
-    #[arg(long, env = "S3_BUCKET")]
-    pub s3_bucket: Option<String>,
-    /// S3 endpoint for S3-compatible stores (MinIO); enables path-style requests.
-    #[arg(long, env = "S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// AWS region.
-    #[arg(long, env = "AWS_REGION")]
-    pub aws_region: Option<String>,
-    /// AWS access key id.
-    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
-    pub aws_access_key_id: Option<String>,
-    /// AWS secret access key.
-    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub aws_secret_access_key: Option<String>,
-
-    /// GCS bucket.
-    #[arg(long, env = "GCS_BUCKET")]
-    pub gcs_bucket: Option<String>,
-    /// GCS service account JSON file.
-    #[arg(long, env = "GOOGLE_APPLICATION_CREDENTIALS")]
-    pub google_application_credentials: Option<PathBuf>,
-
-    /// Directory for the local backend.
-    #[arg(long, env = "LOCAL_STORAGE_PATH")]
-    pub local_storage_path: Option<PathBuf>,
 }
 
 /// Prints every setting that is set, with secret values as `***`.
-impl fmt::Debug for StorageArgs {
+impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = f.debug_struct("StorageArgs");
+        let mut out = f.debug_struct("Settings");
         out.field("config", &self.config);
-        for (name, value) in self.pairs() {
-            if let Some(value) = value {
-                let shown = if SECRET_SETTINGS.contains(&name)
-                    || (name == "STORAGE_URL" && value.contains(['@', '?']))
-                {
-                    "***".to_string()
-                } else {
-                    value
-                };
-                out.field(name, &shown);
-            }
+        for (name, value) in &self.given {
+            let shown = if SECRET_SETTINGS.contains(name)
+                || (*name == "STORAGE_URL" && value.contains(['@', '?']))
+            {
+                "***"
+            } else {
+                value
+            };
+            out.field(name, &shown);
         }
         out.finish_non_exhaustive()
     }
 }
 
 /// Settings whose values are credentials.
-const SECRET_SETTINGS: &[&str] = &[
+pub const SECRET_SETTINGS: &[&str] = &[
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_STORAGE_ACCOUNT_KEY",
     "AZURE_STORAGE_SAS_TOKEN",
@@ -167,36 +114,57 @@ impl Merged {
     }
 }
 
-impl StorageArgs {
+impl Settings {
+    /// Settings from `(environment name, value)` pairs; pairs without a value are left out.
+    pub fn new(
+        config: Option<PathBuf>,
+        given: impl IntoIterator<Item = (impl AsRef<str>, Option<String>)>,
+    ) -> Self {
+        let mut settings = Settings {
+            config,
+            ..Settings::default()
+        };
+        for (name, value) in given {
+            let Some(value) = value else { continue };
+            match NAMES.iter().find(|known| **known == name.as_ref()) {
+                Some(known) => {
+                    settings.given.insert(known, value);
+                }
+                None => settings.unknown = Some(name.as_ref().to_string()),
+            }
+        }
+        settings
+    }
+
     /// Merges flags and environment (already combined by clap) with the config file and
     /// validates the result. Errors are one line naming the setting.
     pub fn resolve(&self) -> Result<StorageConfig, ConfigError> {
         self.resolve_with_env(|name| std::env::var(name).ok())
     }
 
-    /// [`StorageArgs::resolve`] with `env` as the process environment, which is consulted for
-    /// the lowercase names that `envFrom` of a ConfigMap gives (`storage=azureblob`); clap has
-    /// already read the uppercase ones.
+    /// [`Settings::resolve`] with `env` as the process environment, which is consulted for
+    /// the lowercase names that `envFrom` of a ConfigMap gives (`storage=azureblob`); the
+    /// command line has already read the uppercase ones.
     pub fn resolve_with_env(
         &self,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<StorageConfig, ConfigError> {
+        if let Some(name) = &self.unknown {
+            return Err(ConfigError::new(name.clone(), "not a storage setting"));
+        }
         let file = self.load_config_source()?;
         let mut values = BTreeMap::new();
-        for (name, value) in self.pairs() {
+        for name in NAMES {
             let lower = name.to_ascii_lowercase();
             let from_env = || env(&lower).filter(|v| !v.trim().is_empty());
             let from_file = || file.get(&lower).cloned();
-            if let Some(v) = value.or_else(from_env).or_else(from_file) {
+            let given = self.given.get(name).cloned();
+            if let Some(v) = given.or_else(from_env).or_else(from_file) {
                 values.insert(name, v);
             }
         }
         for key in file.keys() {
-            if !self
-                .pairs()
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case(key))
-            {
+            if !NAMES.iter().any(|name| name.eq_ignore_ascii_case(key)) {
                 let source = self.config_file_name();
                 return Err(ConfigError::new(
                     key.clone(),
@@ -205,53 +173,6 @@ impl StorageArgs {
             }
         }
         resolve_merged(&Merged { values })
-    }
-
-    /// Every setting by its environment name, with the flag/env value if given.
-    fn pairs(&self) -> Vec<(&'static str, Option<String>)> {
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        vec![
-            ("STORAGE", self.storage.clone()),
-            ("STORAGE_URL", self.storage_url.clone()),
-            ("STORAGE_PREFIX", self.storage_prefix.clone()),
-            (
-                "STORAGE_CREATE_CONTAINER",
-                self.create_container.map(|b| b.to_string()),
-            ),
-            (
-                "AZURE_STORAGE_CONNECTION_STRING",
-                self.azure_connection_string.clone(),
-            ),
-            ("AZURE_STORAGE_CONTAINER", self.azure_container.clone()),
-            ("AZURE_STORAGE_ENDPOINT", self.azure_endpoint.clone()),
-            (
-                "AZURE_STORAGE_ACCOUNT_NAME",
-                self.azure_account_name.clone(),
-            ),
-            ("AZURE_STORAGE_ACCOUNT_KEY", self.azure_account_key.clone()),
-            ("AZURE_STORAGE_SAS_TOKEN", self.azure_sas_token.clone()),
-            ("AZURE_TENANT_ID", self.azure_tenant_id.clone()),
-            ("AZURE_CLIENT_ID", self.azure_client_id.clone()),
-            ("AZURE_CLIENT_SECRET", self.azure_client_secret.clone()),
-            (
-                "AZURE_FEDERATED_TOKEN_FILE",
-                path(&self.azure_federated_token_file),
-            ),
-            ("AZURE_AUTHORITY_HOST", self.azure_authority_host.clone()),
-            ("AZURE_MSI_ENDPOINT", self.azure_msi_endpoint.clone()),
-            ("AZURE_STORAGE_AUTH_MODE", self.azure_auth_mode.clone()),
-            ("S3_BUCKET", self.s3_bucket.clone()),
-            ("S3_ENDPOINT", self.s3_endpoint.clone()),
-            ("AWS_REGION", self.aws_region.clone()),
-            ("AWS_ACCESS_KEY_ID", self.aws_access_key_id.clone()),
-            ("AWS_SECRET_ACCESS_KEY", self.aws_secret_access_key.clone()),
-            ("GCS_BUCKET", self.gcs_bucket.clone()),
-            (
-                "GOOGLE_APPLICATION_CREDENTIALS",
-                path(&self.google_application_credentials),
-            ),
-            ("LOCAL_STORAGE_PATH", path(&self.local_storage_path)),
-        ]
     }
 
     fn config_file_name(&self) -> String {
@@ -330,11 +251,11 @@ fn read_config_dir(dir: &FsPath) -> Result<BTreeMap<String, String>, ConfigError
 
 /// Parses the YAML config file into lower-cased keys and string values.
 fn parse_config_file(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let value: serde_yaml::Value =
-        serde_yaml::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let value: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let map = match value {
-        serde_yaml::Value::Null => return Ok(BTreeMap::new()),
-        serde_yaml::Value::Mapping(map) => map,
+        serde_yaml_ng::Value::Null => return Ok(BTreeMap::new()),
+        serde_yaml_ng::Value::Mapping(map) => map,
         _ => return Err("must be a map of settings".to_string()),
     };
     let mut out = BTreeMap::new();
@@ -344,10 +265,10 @@ fn parse_config_file(text: &str) -> Result<BTreeMap<String, String>, String> {
             .ok_or("keys must be strings")?
             .to_ascii_lowercase();
         let value = match value {
-            serde_yaml::Value::String(s) => s,
-            serde_yaml::Value::Bool(b) => b.to_string(),
-            serde_yaml::Value::Number(n) => n.to_string(),
-            serde_yaml::Value::Null => continue,
+            serde_yaml_ng::Value::String(s) => s,
+            serde_yaml_ng::Value::Bool(b) => b.to_string(),
+            serde_yaml_ng::Value::Number(n) => n.to_string(),
+            serde_yaml_ng::Value::Null => continue,
             _ => return Err(format!("{key} must be a plain value")),
         };
         out.insert(key, value);
@@ -500,4 +421,21 @@ fn resolve_merged(m: &Merged) -> Result<StorageConfig, ConfigError> {
         StorageKind::Memory => Backend::Memory,
     };
     Ok(StorageConfig { backend, prefix })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_that_is_no_setting_is_refused_by_name() {
+        let settings = Settings::new(None, [("STORAGE_BUKET", Some("b".to_string()))]);
+        let err = settings.resolve().unwrap_err();
+        assert_eq!(err.setting, "STORAGE_BUKET");
+        let memory = Settings::new(
+            Some("/dev/null".into()),
+            [("STORAGE", Some("memory".into()))],
+        );
+        assert_eq!(memory.resolve().unwrap(), StorageConfig::memory());
+    }
 }

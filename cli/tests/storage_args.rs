@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use clap::Parser;
+use ray_history_cli::StorageArgs;
 use ray_history_storage::config::Backend;
-use ray_history_storage::{StorageArgs, StorageConfig, StorageKind};
+use ray_history_storage::{StorageConfig, StorageKind};
 
 /// Secret values used below; no error may contain them.
 const KEY: &str = "U0VDUkVUS0VZU0VDUkVUS0VZ";
