@@ -22,11 +22,12 @@ use crate::checkpoint::{Checkpoint, FileState, State};
 use crate::config::{Node, RunArgs};
 use crate::discovery::{self, Watcher};
 use crate::events::{Known, SharedKnown};
+use crate::files::{Entry, Files, Source};
 use crate::metadata::{Publisher, SessionRecord};
 use crate::metrics::Metrics;
 use crate::rotation::{self, Rename};
 use crate::spool::{Segment, Spool};
-use crate::tracker::{FileId, FileStat, Tracked};
+use crate::tracker::{FileId, FileStat};
 use crate::uploader::{Job, Mode, Uploader};
 use crate::{Error, Result};
 
@@ -47,53 +48,6 @@ pub struct Settings {
     pub final_flush_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Log,
-    Spool,
-}
-
-#[derive(Debug)]
-struct Entry {
-    session: SessionName,
-    key: Key,
-    source: Source,
-    tracked: Tracked,
-    verified: bool,
-    /// Last `stat` of the file (a spool segment's: no longer than its completed appends).
-    seen: Option<FileStat>,
-    /// Bytes that may be uploaded (a spool segment's completed appends); `None`: all.
-    limit: Option<u64>,
-    behind_since: Option<Instant>,
-}
-
-impl Entry {
-    fn new(session: SessionName, key: Key, source: Source, id: FileId) -> Entry {
-        Entry {
-            session,
-            key,
-            source,
-            tracked: Tracked::new(id),
-            verified: false,
-            seen: None,
-            limit: None,
-            behind_since: None,
-        }
-    }
-
-    fn needs_work(&self) -> bool {
-        !self.verified
-            || self.seen.is_some_and(|s| {
-                s.len != self.tracked.uploaded || s.mtime_ns != self.tracked.mtime_ns
-            })
-    }
-
-    fn pending(&self) -> u64 {
-        self.seen
-            .map_or(0, |s| s.len.saturating_sub(self.tracked.uploaded))
-    }
-}
-
 struct Session {
     record: SessionRecord,
     dir: PathBuf,
@@ -110,7 +64,7 @@ pub struct Engine {
     checkpoint: Checkpoint,
     saved: State,
     finished: BTreeSet<String>,
-    entries: BTreeMap<PathBuf, Entry>,
+    entries: Files,
     sessions: BTreeMap<SessionName, Session>,
     spool: Arc<Spool>,
     known: SharedKnown,
@@ -149,7 +103,7 @@ impl Engine {
                 State::default()
             }
         };
-        let mut entries = BTreeMap::new();
+        let mut entries = Files::new();
         for (path, file) in &saved.files {
             let key = Key::from(file.key.as_str());
             let (session, source) = match trusted(&root, spool.dir(), &node, path, &key) {

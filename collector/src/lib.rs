@@ -29,6 +29,8 @@ pub mod discovery;
 pub mod engine;
 /// `POST /v1/events`: Ray's pushed RayEvents into the spool.
 pub mod events;
+/// The files the engine follows and how far storage has each.
+mod files;
 /// `metadata.json` and `nodes/<node-id>.json`.
 pub mod metadata;
 /// Prometheus metrics.
