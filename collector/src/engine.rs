@@ -23,6 +23,7 @@ use crate::config::{Node, RunArgs};
 use crate::discovery::{self, Watcher};
 use crate::events::{Known, SharedKnown};
 use crate::files::{Entry, Files, Source};
+use crate::gauges;
 use crate::metadata::{Publisher, SessionRecord};
 use crate::metrics::Metrics;
 use crate::rotation::{self, Rename};
@@ -200,7 +201,7 @@ impl Engine {
         self.drop_sent_spool_files(&segments);
         let clean = clean & self.heartbeat().await;
         self.save();
-        self.update_gauges();
+        gauges::update(&mut self.entries, &self.metrics);
         clean && self.entries.values().all(|e| !e.needs_work())
     }
 
@@ -642,28 +643,6 @@ impl Engine {
             Ok(()) => self.saved = state,
             Err(e) => tracing::error!(error = %e, "cannot save the checkpoint"),
         }
-    }
-
-    fn update_gauges(&mut self) {
-        let now = Instant::now();
-        let mut pending_files = 0;
-        let mut pending_bytes = 0;
-        let mut lag = Duration::ZERO;
-        for entry in self.entries.values_mut() {
-            let pending = entry.pending();
-            if pending > 0 {
-                pending_files += 1;
-                pending_bytes += pending;
-                let since = *entry.behind_since.get_or_insert(now);
-                lag = lag.max(now - since);
-            } else {
-                entry.behind_since = None;
-            }
-        }
-        self.metrics.tracked_files.set(self.entries.len() as i64);
-        self.metrics.pending_files.set(pending_files);
-        self.metrics.pending_bytes.set(pending_bytes as i64);
-        self.metrics.lag_seconds.set(lag.as_secs_f64());
     }
 }
 

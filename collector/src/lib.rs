@@ -31,6 +31,8 @@ pub mod engine;
 pub mod events;
 /// The files the engine follows and how far storage has each.
 mod files;
+/// Gauges of the upload queue.
+mod gauges;
 /// `metadata.json` and `nodes/<node-id>.json`.
 pub mod metadata;
 /// Prometheus metrics.
