@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path as Key;
-use ray_history_storage::layout::{self, NodeId, SessionName};
+use ray_history_storage::layout::{NodeId, SessionName};
 use ray_history_storage::metadata::NodeType;
 use ray_history_storage::retry::Backoff;
 use ray_history_storage::{Storage, StorageConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{Checkpoint, FileState, State};
+use crate::checkpoint::CheckpointWriter;
 use crate::config::{Node, RunArgs};
 use crate::discovery::{self, Watcher};
 use crate::events::{Known, SharedKnown};
@@ -62,8 +61,7 @@ pub struct Engine {
     node: Node,
     uploader: Uploader,
     publisher: Publisher,
-    checkpoint: Checkpoint,
-    saved: State,
+    checkpoint: CheckpointWriter,
     finished: BTreeSet<String>,
     entries: Files,
     sessions: BTreeMap<SessionName, Session>,
@@ -96,32 +94,8 @@ impl Engine {
             retry_policy(settings.flush_interval),
             metrics.clone(),
         );
-        let checkpoint = Checkpoint::in_dir(state_dir)?;
-        let saved = match checkpoint.load() {
-            Ok(state) => state,
-            Err(e) => {
-                tracing::warn!(error = %e, "starting without a checkpoint; objects are verified against the files");
-                State::default()
-            }
-        };
-        let mut entries = Files::new();
-        for (path, file) in &saved.files {
-            let key = Key::from(file.key.as_str());
-            let (session, source) = match trusted(&root, spool.dir(), &node, path, &key) {
-                Ok(found) => found,
-                Err(problem) => {
-                    tracing::warn!(path = %path.display(), key = %key, problem, "checkpoint entry refused");
-                    continue;
-                }
-            };
-            entries.insert(
-                path.clone(),
-                Entry {
-                    tracked: file.tracked.clone(),
-                    ..Entry::new(session, key, source, file.tracked.id)
-                },
-            );
-        }
+        let checkpoint = CheckpointWriter::open(state_dir)?;
+        let entries = checkpoint.trusted_files(&root, spool.dir(), &node);
         tracing::info!(files = entries.len(), mode = ?uploader.mode(), "resuming");
         let publisher = Publisher::new(uploader.clone(), node.clone());
         Ok(Engine {
@@ -130,9 +104,8 @@ impl Engine {
             node,
             publisher,
             uploader,
+            finished: checkpoint.finished_sessions().clone(),
             checkpoint,
-            finished: saved.finished_sessions.clone(),
-            saved,
             entries,
             sessions: BTreeMap::new(),
             spool,
@@ -619,84 +592,7 @@ impl Engine {
     }
 
     fn save(&mut self) {
-        let state = State {
-            version: self.saved.version.max(1),
-            files: self
-                .entries
-                .iter()
-                .map(|(path, e)| {
-                    (
-                        path.clone(),
-                        FileState {
-                            key: e.key.to_string(),
-                            tracked: e.tracked.clone(),
-                        },
-                    )
-                })
-                .collect(),
-            finished_sessions: self.finished.clone(),
-        };
-        if state == self.saved {
-            return;
-        }
-        match self.checkpoint.save(&state) {
-            Ok(()) => self.saved = state,
-            Err(e) => tracing::error!(error = %e, "cannot save the checkpoint"),
-        }
-    }
-}
-
-/// Checks a checkpoint entry before it is used: the key must be this cluster's and name the
-/// very file at `path` (a log file of a session dir under `root`, on this node; or a spool
-/// segment). The checkpoint lies on a volume other processes may write, and a forged key
-/// would make the collector overwrite or delete objects that are not this node's.
-fn trusted(
-    root: &Path,
-    spool_dir: &Path,
-    node: &Node,
-    path: &Path,
-    key: &Key,
-) -> std::result::Result<(SessionName, Source), String> {
-    match layout::Key::parse(key).map_err(|e| e.to_string())? {
-        layout::Key::LogFile {
-            cluster,
-            session,
-            node: node_id,
-            relative,
-        } => {
-            if cluster != node.cluster {
-                return Err(format!("cluster {} is not this node's", cluster.segment()));
-            }
-            let session_dir = root.join(session.as_str());
-            if path != session_dir.join("logs").join(&relative) {
-                return Err("the key does not name the file at this path".into());
-            }
-            match discovery::node_id(&session_dir) {
-                Ok(Some(id)) if id == node_id => Ok((session, Source::Log)),
-                _ => Err(format!("node {node_id} is not this session's node")),
-            }
-        }
-        layout::Key::NodeEvents {
-            cluster,
-            session,
-            node: node_id,
-            unix_millis,
-        } => {
-            if cluster != node.cluster {
-                return Err(format!("cluster {} is not this node's", cluster.segment()));
-            }
-            let segment = spool_dir
-                .join(session.as_str())
-                .join(format!("{node_id}-{unix_millis}.json"));
-            if path != segment {
-                return Err("the key does not name the spool segment at this path".into());
-            }
-            match discovery::node_id(&root.join(session.as_str())) {
-                Ok(Some(id)) if id == node_id => Ok((session, Source::Spool)),
-                _ => Err(format!("node {node_id} is not this session's node")),
-            }
-        }
-        _ => Err("not a log file or events key".into()),
+        self.checkpoint.save(&self.entries, &self.finished);
     }
 }
 

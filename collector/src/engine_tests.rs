@@ -3,9 +3,11 @@
 
 use std::io::Write;
 
-use ray_history_storage::StorageConfig;
+use object_store::path::Path as Key;
+use ray_history_storage::{StorageConfig, layout};
 
 use super::*;
+use crate::checkpoint::Checkpoint;
 use crate::config::{Identity, NodeKind};
 
 const SESSION: &str = "session_2026-11-21_04-23-31_898414_12602";
