@@ -26,7 +26,8 @@ use crate::gauges;
 use crate::metadata::{Publisher, SessionRecord};
 use crate::metrics::Metrics;
 use crate::rotation::{self, Rename};
-use crate::spool::{Segment, Spool};
+use crate::spool::Spool;
+use crate::spool_files;
 use crate::tracker::{FileId, FileStat};
 use crate::uploader::{Job, Mode, Uploader};
 use crate::{Error, Result};
@@ -169,9 +170,9 @@ impl Engine {
         }
         // The spool lives in the state dir, which the watcher ignores: look at it every round.
         self.spool.roll(false);
-        let segments = self.reconcile_spool();
+        let segments = spool_files::reconcile(&mut self.entries, &self.spool, &self.node.cluster);
         let clean = self.upload(closing).await;
-        self.drop_sent_spool_files(&segments);
+        spool_files::drop_sent(&mut self.entries, &self.spool, &segments);
         let clean = clean & self.heartbeat().await;
         self.save();
         gauges::update(&mut self.entries, &self.metrics);
@@ -382,33 +383,6 @@ impl Engine {
         }
     }
 
-    fn reconcile_spool(&mut self) -> Vec<Segment> {
-        let segments = self.spool.segments();
-        let present: BTreeSet<&PathBuf> = segments.iter().map(|s| &s.path).collect();
-        self.entries
-            .retain(|path, e| e.source != Source::Spool || present.contains(path));
-        for segment in &segments {
-            let Ok(Some(stat)) = FileStat::of(&segment.path) else {
-                continue;
-            };
-            let entry = self.entries.entry(segment.path.clone()).or_insert_with(|| {
-                let key = self.node.cluster.node_events(
-                    &segment.session,
-                    &segment.node,
-                    segment.unix_millis,
-                );
-                Entry::new(segment.session.clone(), key, Source::Spool, stat.id)
-            });
-            // Bytes past the completed appends may be a batch being written: not yet.
-            entry.seen = Some(FileStat {
-                len: stat.len.min(segment.size),
-                ..stat
-            });
-            entry.limit = Some(segment.size);
-        }
-        segments
-    }
-
     /// Uploads every file with new bytes; returns whether all succeeded.
     async fn upload(&mut self, closing: bool) -> bool {
         let reupload_due = self
@@ -483,31 +457,6 @@ impl Engine {
         }
         self.ready.store(errors == 0, Ordering::Relaxed);
         errors == 0
-    }
-
-    /// Deletes the sealed segments whose final size storage confirmed. `segments` is the
-    /// listing the round started with: a segment sealed since is deleted next round, after
-    /// its last bytes are uploaded.
-    fn drop_sent_spool_files(&mut self, segments: &[Segment]) {
-        for segment in segments.iter().filter(|s| s.sealed) {
-            let Some(entry) = self.entries.get(&segment.path) else {
-                continue;
-            };
-            let stored = entry.verified
-                && entry.tracked.uploaded == segment.size
-                && entry.seen.is_some_and(|s| s.id == entry.tracked.id);
-            if !stored {
-                continue;
-            }
-            match self.spool.remove(segment) {
-                Ok(()) => {
-                    self.entries.remove(&segment.path);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %segment.path.display(), error = %e, "cannot remove a sent events file")
-                }
-            }
-        }
     }
 
     /// Announces new sessions, refreshes the live one on the heartbeat, and finalises

@@ -360,14 +360,14 @@ async fn events_appended_after_the_upload_are_not_deleted_with_their_segment() {
     // One round, with a post landing after the upload and the segment sealed before the
     // round ends (the receiver rolls when the next post finds it due).
     engine.spool.roll(false);
-    let segments = engine.reconcile_spool();
+    let segments = spool_files::reconcile(&mut engine.entries, &engine.spool, &f.node.cluster);
     assert!(engine.upload(false).await);
     engine
         .spool
         .append(&session, &node, b"{\"eventId\":\"b\"}\n")
         .unwrap();
     engine.spool.roll(true);
-    engine.drop_sent_spool_files(&segments);
+    spool_files::drop_sent(&mut engine.entries, &engine.spool, &segments);
     engine
         .spool
         .append(&session, &node, b"{\"eventId\":\"c\"}\n")

@@ -47,6 +47,8 @@ pub mod shutdown;
 pub mod snapshot;
 /// Received events on local disk until they are in storage.
 pub mod spool;
+/// The spool's segments among the engine's followed files.
+mod spool_files;
 /// `sync <session-dir>`: one-shot backfill.
 pub mod sync;
 /// Per-file identity, fingerprints and upload progress.
