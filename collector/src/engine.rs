@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use ray_history_storage::layout::{NodeId, SessionName};
 use ray_history_storage::metadata::NodeType;
 use ray_history_storage::retry::Backoff;
@@ -23,9 +22,9 @@ use crate::discovery::{self, Watcher};
 use crate::events::{Known, SharedKnown};
 use crate::files::{Entry, Files, Source};
 use crate::gauges;
-use crate::metadata::{Publisher, SessionRecord};
 use crate::metrics::Metrics;
 use crate::rotation::{self, Rename};
+use crate::sessions::Sessions;
 use crate::spool::Spool;
 use crate::spool_files;
 use crate::tracker::{FileId, FileStat};
@@ -49,31 +48,20 @@ pub struct Settings {
     pub final_flush_timeout: Duration,
 }
 
-struct Session {
-    record: SessionRecord,
-    dir: PathBuf,
-    announced: bool,
-}
-
 /// The collector's state and loop.
 pub struct Engine {
-    root: PathBuf,
     settings: Settings,
     node: Node,
     uploader: Uploader,
-    publisher: Publisher,
     checkpoint: CheckpointWriter,
-    finished: BTreeSet<String>,
     entries: Files,
-    sessions: BTreeMap<SessionName, Session>,
+    sessions: Sessions,
     spool: Arc<Spool>,
-    known: SharedKnown,
     metrics: Metrics,
     watcher: Option<Watcher>,
     ready: Arc<AtomicBool>,
     last_rescan: Option<Instant>,
     last_reupload: Option<Instant>,
-    last_heartbeat: Instant,
 }
 
 impl Engine {
@@ -98,25 +86,27 @@ impl Engine {
         let checkpoint = CheckpointWriter::open(state_dir)?;
         let entries = checkpoint.trusted_files(&root, spool.dir(), &node);
         tracing::info!(files = entries.len(), mode = ?uploader.mode(), "resuming");
-        let publisher = Publisher::new(uploader.clone(), node.clone());
-        Ok(Engine {
+        let sessions = Sessions::new(
             root,
+            node.clone(),
+            uploader.clone(),
+            known,
+            checkpoint.finished_sessions().clone(),
+            settings.heartbeat_interval,
+        );
+        Ok(Engine {
             settings,
             node,
-            publisher,
             uploader,
-            finished: checkpoint.finished_sessions().clone(),
             checkpoint,
             entries,
-            sessions: BTreeMap::new(),
+            sessions,
             spool,
-            known,
             metrics,
             watcher: None,
             ready,
             last_rescan: None,
             last_reupload: None,
-            last_heartbeat: Instant::now(),
         })
     }
 
@@ -150,7 +140,7 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        self.finish().await;
+        self.sessions.finish().await;
         self.save();
         Ok(())
     }
@@ -163,7 +153,7 @@ impl Engine {
             .is_none_or(|t| t.elapsed() >= self.settings.rescan_interval);
         if closing || dirty || due {
             self.last_rescan = Some(Instant::now());
-            if let Err(e) = self.discover().await {
+            if let Err(e) = self.sessions.discover().await {
                 tracing::warn!(error = %e, "cannot list sessions");
             }
             self.reconcile().await;
@@ -173,118 +163,37 @@ impl Engine {
         let segments = spool_files::reconcile(&mut self.entries, &self.spool, &self.node.cluster);
         let clean = self.upload(closing).await;
         spool_files::drop_sent(&mut self.entries, &self.spool, &segments);
-        let clean = clean & self.heartbeat().await;
+        let clean = clean & self.sessions.heartbeat(&self.entries).await;
         self.save();
         gauges::update(&mut self.entries, &self.metrics);
         clean && self.entries.values().all(|e| !e.needs_work())
-    }
-
-    async fn discover(&mut self) -> Result<()> {
-        let root = self.root.clone();
-        let found = tokio::task::spawn_blocking(move || discovery::sessions(&root))
-            .await
-            .expect("listing does not panic")?;
-        let latest = discovery::latest(&self.root);
-        let mut new = Vec::new();
-        for dir in found {
-            let Some(node) = dir.node.clone() else {
-                continue;
-            };
-            if self.sessions.contains_key(&dir.name) {
-                continue;
-            }
-            let version = discovery::ray_version(&dir.dir);
-            match self.publisher.first_sight(&dir.name, &node, version).await {
-                Ok(record) => {
-                    tracing::info!(session = %dir.name, node = %node, "found session");
-                    new.push((dir.name.clone(), node));
-                    self.sessions.insert(
-                        dir.name.clone(),
-                        Session {
-                            record,
-                            dir: dir.dir,
-                            announced: false,
-                        },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(session = %dir.name, error = %e, "cannot read session metadata; retrying")
-                }
-            }
-        }
-        let known = Known {
-            live: latest.and_then(|l| self.sessions.get(&l).map(|s| (l, s.record.node.clone()))),
-            nodes: self
-                .sessions
-                .iter()
-                .map(|(name, s)| (name.clone(), s.record.node.clone()))
-                .collect(),
-        };
-        *self.known.write().expect("known sessions lock") = known;
-        // After the receiver learnt of the sessions: it answers 503 until then.
-        for (session, node) in new {
-            self.clear_staging(&session, &node).await;
-        }
-        Ok(())
-    }
-
-    /// Deletes the staging objects an earlier run of this node left in a session (it crashed
-    /// in a rewrite; none of this run's rewrites has started there yet).
-    async fn clear_staging(&self, session: &SessionName, node: &NodeId) {
-        let prefix = self.node.cluster.node_staging_prefix(session, node);
-        let storage = self.uploader.storage();
-        let listed: std::result::Result<Vec<_>, _> =
-            storage.list(Some(&prefix)).try_collect().await;
-        let objects = match listed {
-            Ok(objects) => objects,
-            Err(e) => {
-                tracing::warn!(session = %session, error = %e, "cannot list staging objects");
-                return;
-            }
-        };
-        for object in objects {
-            match self
-                .uploader
-                .call("delete", || storage.delete(&object.location))
-                .await
-            {
-                Ok(()) => {
-                    tracing::info!(key = %object.location, "deleted a staging object left by a crash")
-                }
-                Err(e) => {
-                    tracing::warn!(key = %object.location, error = %e, "cannot delete a staging object")
-                }
-            }
-        }
-    }
-
-    fn live(&self) -> Option<SessionName> {
-        self.known
-            .read()
-            .expect("known sessions lock")
-            .live
-            .as_ref()
-            .map(|(s, _)| s.clone())
     }
 
     async fn reconcile(&mut self) {
         // Files of sessions no longer on disk (Ray's temp dir was cleaned) are forgotten.
         let sessions = &self.sessions;
         self.entries.retain(|path, e| {
-            e.source != Source::Log || sessions.contains_key(&e.session) || path.exists()
+            e.source != Source::Log || sessions.contains(&e.session) || path.exists()
         });
-        let names: Vec<SessionName> = self.sessions.keys().cloned().collect();
-        for name in names {
-            if let Err(e) = self.reconcile_session(&name).await {
+        let dirs: Vec<(SessionName, PathBuf, NodeId)> = self
+            .sessions
+            .dirs()
+            .map(|(name, dir, node)| (name.clone(), dir.to_path_buf(), node.clone()))
+            .collect();
+        for (name, dir, node) in dirs {
+            if let Err(e) = self.reconcile_session(&name, &dir, &node).await {
                 tracing::warn!(session = %name, error = %e, "cannot mirror renames yet");
             }
         }
     }
 
-    async fn reconcile_session(&mut self, name: &SessionName) -> Result<()> {
-        let session = &self.sessions[name];
-        let logs = session.dir.join("logs");
-        let node = session.record.node.clone();
+    async fn reconcile_session(
+        &mut self,
+        name: &SessionName,
+        dir: &Path,
+        node: &NodeId,
+    ) -> Result<()> {
+        let logs = dir.join("logs");
         let scan_dir = logs.clone();
         let files = tokio::task::spawn_blocking(move || discovery::log_files(&scan_dir))
             .await
@@ -307,7 +216,7 @@ impl Engine {
         });
         let mut targets = BTreeSet::new();
         for rename in &plan.renames {
-            self.rename(name, &node, &logs, rename).await?;
+            self.rename(name, node, &logs, rename).await?;
             targets.insert(rename.to.clone());
         }
         for path in plan.vanished.iter().filter(|p| !targets.contains(*p)) {
@@ -316,7 +225,7 @@ impl Engine {
         }
         for file in &files {
             if !self.entries.contains_key(&file.path) {
-                let key = self.node.cluster.log_file(name, &node, &file.relative)?;
+                let key = self.node.cluster.log_file(name, node, &file.relative)?;
                 self.entries.insert(
                     file.path.clone(),
                     Entry::new(name.clone(), key, Source::Log, file.stat.id),
@@ -459,89 +368,9 @@ impl Engine {
         errors == 0
     }
 
-    /// Announces new sessions, refreshes the live one on the heartbeat, and finalises
-    /// sessions left over from earlier Ray runs once their files are all in storage.
-    async fn heartbeat(&mut self) -> bool {
-        let live = self.live();
-        let beat = self.last_heartbeat.elapsed() >= self.settings.heartbeat_interval;
-        if beat {
-            self.last_heartbeat = Instant::now();
-        }
-        let mut ok = true;
-        let names: Vec<SessionName> = self.sessions.keys().cloned().collect();
-        for name in names {
-            let is_live = live.as_ref() == Some(&name);
-            let done = self.finished.contains(name.as_str());
-            let caught_up = self
-                .entries
-                .values()
-                .filter(|e| e.session == name)
-                .all(|e| e.verified && !e.needs_work());
-            let session = self.sessions.get_mut(&name).expect("listed");
-            if session.record.ray_version.is_none() && (beat || !session.announced) {
-                session.record.ray_version = discovery::ray_version(&session.dir);
-            }
-            let write = if is_live {
-                (beat || !session.announced).then_some(None)
-            } else if !done && caught_up {
-                Some(Some(self.last_write(&name)))
-            } else {
-                None
-            };
-            let Some(end) = write else { continue };
-            let session = &self.sessions[&name];
-            match self.publisher.write(&session.record, end).await {
-                Ok(()) => {
-                    self.sessions.get_mut(&name).expect("listed").announced = true;
-                    if end.is_some() {
-                        tracing::info!(session = %name, "finalised a session left from an earlier run");
-                        self.finished.insert(name.to_string());
-                    }
-                }
-                Err(e) => {
-                    ok = false;
-                    tracing::warn!(session = %name, error = %e, "cannot write session metadata");
-                }
-            }
-        }
-        ok
-    }
-
-    /// The newest modification time among a session's files (its end, for a dead session).
-    fn last_write(&self, name: &SessionName) -> DateTime<Utc> {
-        self.entries
-            .values()
-            .filter(|e| &e.session == name)
-            .map(|e| e.tracked.mtime_ns)
-            .max()
-            .filter(|ns| *ns > 0)
-            .map(DateTime::from_timestamp_nanos)
-            .unwrap_or_else(Utc::now)
-    }
-
-    /// Finalises the live session (this node is stopping).
-    async fn finish(&mut self) {
-        let Some(live) = self.live() else { return };
-        let Some(session) = self.sessions.get(&live) else {
-            return;
-        };
-        match self
-            .publisher
-            .write(&session.record, Some(Utc::now()))
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(session = %live, "session finalised");
-                self.finished.insert(live.to_string());
-            }
-            Err(e) => {
-                tracing::error!(session = %live, error = %e, "cannot finalise session metadata")
-            }
-        }
-    }
-
     fn save(&mut self) {
-        self.checkpoint.save(&self.entries, &self.finished);
+        self.checkpoint
+            .save(&self.entries, self.sessions.finished());
     }
 }
 

@@ -41,6 +41,8 @@ pub mod metrics;
 pub mod rotation;
 /// `/healthz`, `/readyz`, `/metrics`.
 pub mod server;
+/// The sessions the engine collects and their metadata: heartbeat, finalising.
+mod sessions;
 /// SIGTERM and SIGINT.
 pub mod shutdown;
 /// Snapshots of the head's GCS-backed state from its dashboard.
