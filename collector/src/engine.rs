@@ -3,14 +3,13 @@
 //! metadata, save the checkpoint. On stop: seal the event spool, flush until everything is in
 //! storage (or the final-flush timeout passes), finalise the live session, save, return.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use ray_history_storage::layout::{NodeId, SessionName};
+use ray_history_storage::layout::ClusterRef;
 use ray_history_storage::metadata::NodeType;
 use ray_history_storage::retry::Backoff;
 use ray_history_storage::{Storage, StorageConfig};
@@ -18,16 +17,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::CheckpointWriter;
 use crate::config::{Node, RunArgs};
-use crate::discovery::{self, Watcher};
+use crate::discovery::Watcher;
 use crate::events::{Known, SharedKnown};
-use crate::files::{Entry, Files, Source};
+use crate::files::Files;
 use crate::gauges;
 use crate::metrics::Metrics;
-use crate::rotation::{self, Rename};
+use crate::renames::RenameMirror;
 use crate::sessions::Sessions;
 use crate::spool::Spool;
 use crate::spool_files;
-use crate::tracker::{FileId, FileStat};
 use crate::uploader::{Job, Mode, Uploader};
 use crate::{Error, Result};
 
@@ -51,11 +49,12 @@ pub struct Settings {
 /// The collector's state and loop.
 pub struct Engine {
     settings: Settings,
-    node: Node,
+    cluster: ClusterRef,
     uploader: Uploader,
     checkpoint: CheckpointWriter,
     entries: Files,
     sessions: Sessions,
+    renames: RenameMirror,
     spool: Arc<Spool>,
     metrics: Metrics,
     watcher: Option<Watcher>,
@@ -96,7 +95,8 @@ impl Engine {
         );
         Ok(Engine {
             settings,
-            node,
+            renames: RenameMirror::new(uploader.clone(), node.cluster.clone()),
+            cluster: node.cluster,
             uploader,
             checkpoint,
             entries,
@@ -156,140 +156,22 @@ impl Engine {
             if let Err(e) = self.sessions.discover().await {
                 tracing::warn!(error = %e, "cannot list sessions");
             }
-            self.reconcile().await;
+            let (checkpoint, finished) = (&mut self.checkpoint, self.sessions.finished());
+            self.renames
+                .reconcile(&mut self.entries, &self.sessions, |entries| {
+                    checkpoint.save(entries, finished)
+                })
+                .await;
         }
         // The spool lives in the state dir, which the watcher ignores: look at it every round.
         self.spool.roll(false);
-        let segments = spool_files::reconcile(&mut self.entries, &self.spool, &self.node.cluster);
+        let segments = spool_files::reconcile(&mut self.entries, &self.spool, &self.cluster);
         let clean = self.upload(closing).await;
         spool_files::drop_sent(&mut self.entries, &self.spool, &segments);
         let clean = clean & self.sessions.heartbeat(&self.entries).await;
         self.save();
         gauges::update(&mut self.entries, &self.metrics);
         clean && self.entries.values().all(|e| !e.needs_work())
-    }
-
-    async fn reconcile(&mut self) {
-        // Files of sessions no longer on disk (Ray's temp dir was cleaned) are forgotten.
-        let sessions = &self.sessions;
-        self.entries.retain(|path, e| {
-            e.source != Source::Log || sessions.contains(&e.session) || path.exists()
-        });
-        let dirs: Vec<(SessionName, PathBuf, NodeId)> = self
-            .sessions
-            .dirs()
-            .map(|(name, dir, node)| (name.clone(), dir.to_path_buf(), node.clone()))
-            .collect();
-        for (name, dir, node) in dirs {
-            if let Err(e) = self.reconcile_session(&name, &dir, &node).await {
-                tracing::warn!(session = %name, error = %e, "cannot mirror renames yet");
-            }
-        }
-    }
-
-    async fn reconcile_session(
-        &mut self,
-        name: &SessionName,
-        dir: &Path,
-        node: &NodeId,
-    ) -> Result<()> {
-        let logs = dir.join("logs");
-        let scan_dir = logs.clone();
-        let files = tokio::task::spawn_blocking(move || discovery::log_files(&scan_dir))
-            .await
-            .expect("scanning does not panic");
-        let disk: BTreeMap<PathBuf, FileId> =
-            files.iter().map(|f| (f.path.clone(), f.stat.id)).collect();
-        let tracked: BTreeMap<PathBuf, FileId> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| e.source == Source::Log && &e.session == name)
-            .map(|(p, e)| (p.clone(), e.tracked.id))
-            .collect();
-        let plan = rotation::plan(&tracked, &disk, |from, to| {
-            let Some(entry) = self.entries.get(from) else {
-                return false;
-            };
-            std::fs::File::open(to)
-                .and_then(|file| entry.tracked.read_next(&file, 0))
-                .is_ok_and(|chunk| chunk.is_some())
-        });
-        let mut targets = BTreeSet::new();
-        for rename in &plan.renames {
-            self.rename(name, node, &logs, rename).await?;
-            targets.insert(rename.to.clone());
-        }
-        for path in plan.vanished.iter().filter(|p| !targets.contains(*p)) {
-            tracing::debug!(path = %path.display(), "file vanished");
-            self.entries.remove(path);
-        }
-        for file in &files {
-            if !self.entries.contains_key(&file.path) {
-                let key = self.node.cluster.log_file(name, node, &file.relative)?;
-                self.entries.insert(
-                    file.path.clone(),
-                    Entry::new(name.clone(), key, Source::Log, file.stat.id),
-                );
-            }
-            if let Some(entry) = self.entries.get_mut(&file.path) {
-                if entry.tracked.id == file.stat.id {
-                    entry.seen = Some(file.stat);
-                } else {
-                    // Replaced between the rename and now: start over on the new file.
-                    *entry = Entry::new(name.clone(), entry.key.clone(), Source::Log, file.stat.id);
-                    entry.seen = Some(file.stat);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Mirrors a rename in storage (see [`rotation::Target::mirror`]) and checkpoints it at
-    /// once: a crash later in the round must not make the next run mirror it again from a
-    /// state that no longer matches storage.
-    async fn rename(
-        &mut self,
-        session: &SessionName,
-        node: &NodeId,
-        logs: &Path,
-        rename: &Rename,
-    ) -> Result<()> {
-        let Some(mut entry) = self.entries.remove(&rename.from) else {
-            return Ok(());
-        };
-        let relative = rename
-            .to
-            .strip_prefix(logs)
-            .ok()
-            .and_then(|r| r.to_str())
-            .map(str::to_string)
-            .unwrap_or_default();
-        let target = rotation::Target {
-            uploader: &self.uploader,
-            cluster: &self.node.cluster,
-            session,
-            node,
-        };
-        // A file at the old name (Ray's new `raylet.out`, or the next generation) replaces
-        // the object there; deleting it first would show readers a missing file.
-        let reused = FileStat::of(&rename.from).is_ok_and(|stat| stat.is_some());
-        let result = target
-            .mirror(&entry.key, &relative, &rename.to, entry.tracked.id, reused)
-            .await;
-        match result {
-            Ok(new_key) => {
-                tracing::info!(from = %rename.from.display(), to = %rename.to.display(), "mirrored a rename");
-                entry.key = new_key;
-                self.entries.insert(rename.to.clone(), entry);
-                crash_point!("rename-mirrored");
-                self.save();
-                Ok(())
-            }
-            Err(e) => {
-                self.entries.insert(rename.from.clone(), entry);
-                Err(e)
-            }
-        }
     }
 
     /// Uploads every file with new bytes; returns whether all succeeded.

@@ -4,11 +4,14 @@
 use std::io::Write;
 
 use object_store::path::Path as Key;
-use ray_history_storage::{StorageConfig, layout};
+use ray_history_storage::StorageConfig;
+use ray_history_storage::layout::{self, NodeId, SessionName};
 
 use super::*;
 use crate::checkpoint::Checkpoint;
 use crate::config::{Identity, NodeKind};
+use crate::discovery;
+use crate::files::{Entry, Source};
 
 const SESSION: &str = "session_2026-11-21_04-23-31_898414_12602";
 

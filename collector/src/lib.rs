@@ -37,6 +37,8 @@ mod gauges;
 pub mod metadata;
 /// Prometheus metrics.
 pub mod metrics;
+/// Rename mirroring: the followed log files kept in step with the session dirs.
+mod renames;
 /// Ray's log rotation: renames, vanished and new files, spare generations.
 pub mod rotation;
 /// `/healthz`, `/readyz`, `/metrics`.
