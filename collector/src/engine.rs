@@ -2,6 +2,10 @@
 //! the rescan timer fired), mirror renames, upload new bytes with bounded concurrency, refresh
 //! metadata, save the checkpoint. On stop: seal the event spool, flush until everything is in
 //! storage (or the final-flush timeout passes), finalise the live session, save, return.
+//!
+//! The engine schedules and runs the uploads; the rest has its own owner: `sessions` (finding
+//! sessions, their metadata), `renames` (rename mirroring), `spool_files` (the spool's
+//! segments), `checkpoint` (saving) and `gauges`. They share the followed files (`files`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

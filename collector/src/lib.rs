@@ -3,7 +3,8 @@
 //!
 //! The [`engine`] runs one loop: [`discovery`] finds sessions, [`rotation`] reconciles the files
 //! on disk with the [`tracker`] state, [`uploader`] moves the new bytes, [`checkpoint`] records
-//! what storage confirmed, and [`metadata`] keeps `metadir/` current. [`events`] receives Ray's
+//! what storage confirmed, and [`metadata`] keeps `metadir/` current (the engine's private
+//! owners `sessions`, `renames`, `spool_files` and `gauges` drive them). [`events`] receives Ray's
 //! HTTP-pushed events into a local [`spool`]; on the head, [`snapshot`] stores what the
 //! dashboard's State API knows; [`server`] answers health and metrics.
 
