@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::CheckpointWriter;
 use crate::config::{Node, RunArgs};
 use crate::discovery::Watcher;
-use crate::events::{Known, SharedKnown};
+use crate::event_receiver::{Known, SharedKnown};
 use crate::files::Files;
 use crate::gauges;
 use crate::metrics::Metrics;
@@ -311,7 +311,7 @@ pub async fn run(args: RunArgs, stop: CancellationToken) -> Result<()> {
     )?);
     let known: SharedKnown = Arc::new(RwLock::new(Known::default()));
     if let Some(addr) = args.events_listen.0 {
-        let router = crate::events::router(
+        let router = crate::event_receiver::router(
             Arc::clone(&spool),
             Arc::clone(&known),
             metrics.clone(),

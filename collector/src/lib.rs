@@ -29,13 +29,13 @@ pub mod discovery;
 /// The loop: rescan, mirror renames, upload, metadata, checkpoint; final flush on stop.
 pub mod engine;
 /// `POST /v1/events`: Ray's pushed RayEvents into the spool.
-pub mod events;
+pub mod event_receiver;
 /// The files the engine follows and how far storage has each.
 mod files;
 /// Gauges of the upload queue.
 mod gauges;
 /// `metadata.json` and `nodes/<node-id>.json`.
-pub mod metadata;
+pub mod metadata_writer;
 /// Prometheus metrics.
 pub mod metrics;
 /// Rename mirroring: the followed log files kept in step with the session dirs.

@@ -14,9 +14,9 @@ use ray_history_storage::layout::{ClusterRef, NodeId, SessionName};
 use crate::Result;
 use crate::config::Node;
 use crate::discovery;
-use crate::events::{Known, SharedKnown};
+use crate::event_receiver::{Known, SharedKnown};
 use crate::files::Files;
-use crate::metadata::{Publisher, SessionRecord};
+use crate::metadata_writer::{Publisher, SessionRecord};
 use crate::uploader::Uploader;
 
 struct Session {

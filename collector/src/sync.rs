@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use crate::config::SyncArgs;
 use crate::discovery::{self, SessionDir};
 use crate::engine::{open_storage, retry_policy};
-use crate::metadata::Publisher;
+use crate::metadata_writer::Publisher;
 use crate::metrics::Metrics;
 use crate::tracker::Tracked;
 use crate::uploader::{Job, Mode, Uploader};

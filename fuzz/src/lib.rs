@@ -4,7 +4,7 @@
 
 use object_store::path::Path;
 use ray_history_server::events::{self, FileKind};
-use ray_history_server::logs::{RangeRequest, check_relative, parse_range};
+use ray_history_server::log_reader::{RangeRequest, check_relative, parse_range};
 use ray_history_storage::config::ConnectionString;
 use ray_history_storage::layout::Key;
 

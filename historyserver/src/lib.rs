@@ -4,7 +4,7 @@
 //! Events are parsed once into compact typed state ([`model`]); a finished session's state is
 //! stored as its [`session_index`], whose task rows are read from a local copy a block at a
 //! time ([`model::table`]); loaded sessions are cached within a byte budget ([`cache`]), and logs are
-//! read with ranged GETs ([`logs`]).
+//! read with ranged GETs ([`log_reader`]).
 
 pub mod api;
 pub mod auth;
@@ -14,7 +14,7 @@ pub mod config;
 pub mod events;
 pub mod ids;
 pub mod loader;
-pub mod logs;
+pub mod log_reader;
 pub mod metrics;
 pub mod model;
 pub mod response;

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use ray_history_server::events::{FileKind, parse_to_builder};
-use ray_history_server::logs::{RangeRequest, check_relative, parse_range, tail_start};
+use ray_history_server::log_reader::{RangeRequest, check_relative, parse_range, tail_start};
 use ray_history_storage::layout::{ClusterRef, NodeId, SessionName};
 
 const SAMPLES: &[&str] = &[

@@ -20,7 +20,7 @@ use super::query::{query_get, query_pairs, truthy};
 use super::{AppState, Loaded};
 use crate::ids::{ActorId, NodeId, TaskId};
 use crate::loader::{LoadedSession, LogFile};
-use crate::logs;
+use crate::log_reader;
 use crate::response::{self, ApiError, Wrapped, rows_unreadable};
 
 /// Ray's default number of lines.
@@ -180,7 +180,7 @@ fn resolve_target(session: &LoadedSession, pairs: &[(String, String)]) -> Result
     }
     let node = resolve_node(session, pairs)?;
     if let Some(filename) = query_get(pairs, "filename") {
-        logs::check_relative(filename)?;
+        log_reader::check_relative(filename)?;
         let node = node.ok_or_else(|| {
             ApiError::bad_request("node_id or node_ip must be given with filename")
         })?;
@@ -273,7 +273,7 @@ fn resolve_target(session: &LoadedSession, pairs: &[(String, String)]) -> Result
     }
     if let Some(submission) = query_get(pairs, "submission_id") {
         let relative = format!("job-driver-{submission}.log");
-        logs::check_relative(&relative)?;
+        log_reader::check_relative(&relative)?;
         let node = match node {
             Some(n) => n,
             None => head_node(session)?,
@@ -351,15 +351,15 @@ async fn file(
     // Ranges apply to stored bytes; a gzip log is served inflated, so ranges are ignored.
     let gz = target.relative.ends_with(".gz");
     let range = match request_headers.get(header::RANGE) {
-        Some(h) if !gz => logs::parse_range(h.as_bytes(), size),
-        _ => logs::RangeRequest::Ignore,
+        Some(h) if !gz => log_reader::parse_range(h.as_bytes(), size),
+        _ => log_reader::RangeRequest::Ignore,
     };
     let range_len = match &range {
-        logs::RangeRequest::Bytes(r) => Some(r.end - r.start),
+        log_reader::RangeRequest::Bytes(r) => Some(r.end - r.start),
         _ => None,
     };
     let (status, body, content_range): (StatusCode, Body, Option<String>) = match range {
-        logs::RangeRequest::Unsatisfiable => {
+        log_reader::RangeRequest::Unsatisfiable => {
             let mut refused = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 format!("Range must be one byte range (bytes=a-b, a- or -n) within the {size} bytes of the file"),
@@ -370,7 +370,7 @@ async fn file(
             }
             return Ok(refused);
         }
-        logs::RangeRequest::Bytes(range) => {
+        log_reader::RangeRequest::Bytes(range) => {
             let content_range = format!("bytes {}-{}/{size}", range.start, range.end - 1);
             let stream = stream_range(storage, &key, range).await?;
             (
@@ -379,29 +379,30 @@ async fn file(
                 Some(content_range),
             )
         }
-        logs::RangeRequest::Ignore if gz => match usize::try_from(lines) {
+        log_reader::RangeRequest::Ignore if gz => match usize::try_from(lines) {
             Ok(n) => {
-                let data = logs::gunzip_tail(storage, &key, n).await?;
+                let data = log_reader::gunzip_tail(storage, &key, n).await?;
                 (StatusCode::OK, bounded(data, filter_ansi), None)
             }
             Err(_) => {
-                let stream = logs::gunzip_stream(storage.clone(), key);
+                let stream = log_reader::gunzip_stream(storage.clone(), key);
                 (StatusCode::OK, filtered(stream, filter_ansi), None)
             }
         },
-        logs::RangeRequest::Ignore => {
+        log_reader::RangeRequest::Ignore => {
             let (lo, hi) = target.window.unwrap_or((0, size));
             let window = lo.min(size)..hi.min(size);
             if target.after_marker {
                 let data =
-                    logs::after_last_marker(storage, &key, window, logs::TASK_MARKER).await?;
+                    log_reader::after_last_marker(storage, &key, window, log_reader::TASK_MARKER)
+                        .await?;
                 let data = match usize::try_from(lines) {
-                    Ok(n) => logs::keep_tail(data, n),
+                    Ok(n) => log_reader::keep_tail(data, n),
                     Err(_) => data,
                 };
                 (StatusCode::OK, bounded(data, filter_ansi), None)
             } else if let Ok(n) = usize::try_from(lines) {
-                let data = logs::tail(storage, &key, window, n).await?;
+                let data = log_reader::tail(storage, &key, window, n).await?;
                 (StatusCode::OK, bounded(data, filter_ansi), None)
             } else if window.is_empty() {
                 (StatusCode::OK, Body::empty(), None)
@@ -447,7 +448,7 @@ fn filtered(stream: BoxStream<'static, std::io::Result<Bytes>>, filter_ansi: boo
     if !filter_ansi {
         return Body::from_stream(stream);
     }
-    let state = (stream, Some(logs::AnsiFilter::default()));
+    let state = (stream, Some(log_reader::AnsiFilter::default()));
     let body = futures::stream::unfold(state, |(mut stream, filter)| async move {
         let mut filter = filter?;
         match stream.next().await {
@@ -464,7 +465,7 @@ fn filtered(stream: BoxStream<'static, std::io::Result<Bytes>>, filter_ansi: boo
 /// A buffered (bounded) body, without ANSI codes when asked.
 fn bounded(data: Bytes, filter_ansi: bool) -> Body {
     if filter_ansi {
-        Body::from(logs::AnsiFilter::filter(&data))
+        Body::from(log_reader::AnsiFilter::filter(&data))
     } else {
         Body::from(data)
     }
@@ -472,7 +473,7 @@ fn bounded(data: Bytes, filter_ansi: bool) -> Body {
 
 /// `api/jobs/<id>/logs` (`ray job logs`): the whole driver log of a submitted job,
 /// `job-driver-<submission id>.log` on the head node, as `{"logs": …}`; `<id>` is the
-/// submission id or the job id. At most [`logs::MAX_TAIL_BYTES`] bytes, the end of the log
+/// submission id or the job id. At most [`log_reader::MAX_TAIL_BYTES`] bytes, the end of the log
 /// when it is longer.
 async fn job_logs(
     Loaded(session): Loaded,
@@ -514,7 +515,7 @@ async fn job_logs_tail(
     }))
 }
 
-/// The last [`logs::MAX_TAIL_BYTES`] of a submitted job's driver log (empty when none).
+/// The last [`log_reader::MAX_TAIL_BYTES`] of a submitted job's driver log (empty when none).
 async fn job_log_text(
     session: &LoadedSession,
     state: &AppState,
@@ -541,7 +542,7 @@ async fn job_log_text(
         None => String::new(),
         Some(file) => {
             let key = log_key(session, head.node_id, &relative)?;
-            let start = file.size.saturating_sub(logs::MAX_TAIL_BYTES);
+            let start = file.size.saturating_sub(log_reader::MAX_TAIL_BYTES);
             let bytes = state
                 .storage
                 .get_range(&key, start..file.size)
