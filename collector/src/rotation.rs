@@ -192,7 +192,9 @@ impl Target<'_> {
 
     /// Copies the object at `to` (`size` bytes, about to be overwritten) to a generation above
     /// every other of its base name, in storage or on disk beside `file`; unless an object of
-    /// that base with the same bytes exists already (a spare made before a crash).
+    /// that base holds these bytes already (a spare made before a crash, perhaps of more of
+    /// the file). A spare that holds only the start of these bytes (made before a crash from
+    /// a shorter upload) is grown instead, so a generation is never kept twice.
     async fn keep_spare(&self, to: &Key, size: u64, relative: &str, file: &Path) -> Result<()> {
         let (parent, name) = match relative.rsplit_once('/') {
             Some((parent, name)) => (Some(parent), name),
@@ -207,35 +209,48 @@ impl Target<'_> {
             .uploader
             .call("list", || storage.list_with_delimiter(Some(&prefix)))
             .await?;
+        let on_disk: BTreeSet<String> = match file.parent().map(std::fs::read_dir) {
+            Some(Ok(read)) => read
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect(),
+            _ => BTreeSet::new(),
+        };
         let base = generation(name).0;
         for other in &listed.objects {
-            let same_base = other
-                .location
-                .filename()
-                .is_some_and(|n| generation(n).0 == base);
-            if same_base
-                && other.size == size
-                && &other.location != to
-                && self
-                    .uploader
-                    .same_objects(to, &other.location, size)
-                    .await?
+            let Some(other_name) = other.location.filename() else {
+                continue;
+            };
+            if generation(other_name).0 != base || &other.location == to || other.size == 0 {
+                continue;
+            }
+            let common = other.size.min(size);
+            if !self
+                .uploader
+                .same_objects(to, &other.location, common)
+                .await?
             {
+                continue;
+            }
+            if other.size >= size {
                 tracing::info!(key = %to, spare = %other.location, "generation already kept");
                 return Ok(());
             }
+            // Only a spare (no file has its name) is grown; a live file's object is its own.
+            if !on_disk.contains(other_name) {
+                tracing::info!(from = %to, to = %other.location, "growing a kept generation");
+                self.uploader
+                    .call("copy", || storage.copy(to, &other.location))
+                    .await?;
+                return Ok(());
+            }
         }
-        let mut taken: Vec<String> = listed
+        let taken: Vec<String> = listed
             .objects
             .iter()
             .filter_map(|o| o.location.filename().map(str::to_string))
+            .chain(on_disk)
             .collect();
-        if let Some(Ok(read)) = file.parent().map(std::fs::read_dir) {
-            taken.extend(
-                read.flatten()
-                    .filter_map(|e| e.file_name().into_string().ok()),
-            );
-        }
         let spare = spare_name(name, taken.iter().map(String::as_str));
         let spare_relative = match parent {
             Some(parent) => format!("{parent}/{spare}"),
