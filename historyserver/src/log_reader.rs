@@ -262,6 +262,8 @@ pub enum RangeRequest {
 
 /// Parses a `Range` header (`bytes=a-b`, `bytes=a-`, `bytes=-n`) against an object of `size`
 /// bytes. Only single ranges are served; a list is refused rather than answered as multipart.
+/// Written by hand: `http-range-header` (0.4, the version tower-http brings) refuses a suffix
+/// longer than the object, which RFC 9110 says selects all of it (`bytes=-1000` of a short log).
 pub fn parse_range(header: &[u8], size: u64) -> RangeRequest {
     let Ok(text) = std::str::from_utf8(header) else {
         return RangeRequest::Unsatisfiable;

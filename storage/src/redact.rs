@@ -8,7 +8,8 @@
 use std::fmt;
 
 /// A credential. Printing it shows `***`; [`Secret::expose`] gives the value to the code that
-/// must send it.
+/// must send it. Our own type rather than `secrecy`'s `SecretString`, which has no `Eq`: the
+/// configurations holding secrets are compared (the operator's change detection, tests).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 

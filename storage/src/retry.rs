@@ -1,24 +1,25 @@
 //! Retrying storage calls that failed for a passing reason (timeouts, throttling, 5xx,
-//! connection errors), with exponential backoff and full jitter so that many collectors
-//! recovering from the same outage do not retry in lockstep.
+//! connection errors), with exponential backoff and jitter so that many collectors
+//! recovering from the same outage do not retry in lockstep. The schedule is `backon`'s; this
+//! module adds our policy type, the transient-or-not rule and the logging.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
+use backon::{ExponentialBuilder, Retryable};
 
 use crate::error::{Error, Result};
 
 /// How long to wait between attempts, and when to give up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Backoff {
-    /// The ceiling of the first wait.
+    /// The first wait (before jitter).
     pub initial: Duration,
-    /// The largest ceiling any wait may have.
+    /// The longest wait (before jitter).
     pub max: Duration,
     /// Give up once this much time has passed since the first attempt (`None`: never).
     pub max_elapsed: Option<Duration>,
-    /// Growth of the ceiling per attempt.
+    /// Growth of the wait per attempt.
     pub multiplier: f64,
 }
 
@@ -35,55 +36,53 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The ceiling for the wait after failed attempt number `attempt` (0-based).
-    pub fn ceiling(&self, attempt: u32) -> Duration {
-        let factor = self.multiplier.max(1.0).powi(attempt.min(64) as i32);
-        self.initial.mul_f64(factor.min(1e9)).min(self.max)
-    }
-
-    /// A random wait in `[0, ceiling(attempt)]` ("full jitter").
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self.ceiling(attempt);
-        ceiling.mul_f64(rand::rng().random_range(0.0..=1.0))
+    /// The schedule: each wait is the exponential one plus a random part of up to as much again.
+    fn schedule(&self) -> ExponentialBuilder {
+        ExponentialBuilder::default()
+            .with_min_delay(self.initial)
+            .with_max_delay(self.max)
+            .with_factor(self.multiplier.max(1.0) as f32)
+            .with_jitter()
+            .without_max_times()
     }
 }
 
 /// Runs `f` until it succeeds, fails with a non-transient error, or the policy gives up
 /// (then the last error is returned). Each retry is logged with `op_name`.
-pub async fn retry<T, F, Fut>(policy: &Backoff, op_name: &str, mut f: F) -> Result<T>
+pub async fn retry<T, F, Fut>(policy: &Backoff, op_name: &str, f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let start = Instant::now();
-    let mut attempt = 0u32;
-    loop {
-        let error: Error = match f().await {
-            Ok(value) => return Ok(value),
-            Err(e) if !e.is_transient() => return Err(e),
-            Err(e) => e,
-        };
-        let delay = policy.delay(attempt);
-        if let Some(limit) = policy.max_elapsed
-            && start.elapsed() + delay > limit
-        {
-            tracing::warn!(operation = op_name, attempts = attempt + 1, error = %error, "giving up");
-            return Err(error);
-        }
-        tracing::warn!(
-            operation = op_name,
-            attempt = attempt + 1,
-            retry_in = %humantime::format_duration(round_ms(delay)),
-            error = %error,
-            "storage call failed, retrying"
-        );
-        tokio::time::sleep(delay).await;
-        attempt = attempt.saturating_add(1);
+    let started = Instant::now();
+    // The time limit counts the calls too, not only the waits (`backon`'s total delay).
+    let in_time = || {
+        policy
+            .max_elapsed
+            .is_none_or(|limit| started.elapsed() < limit)
+    };
+    let mut attempts = 1u32;
+    let result = f
+        .retry(policy.schedule())
+        .sleep(tokio::time::sleep)
+        .when(|e: &Error| e.is_transient() && in_time())
+        .notify(|error, delay| {
+            tracing::warn!(
+                operation = op_name,
+                attempt = attempts,
+                retry_in = %humantime::format_duration(Duration::from_millis(delay.as_millis() as u64)),
+                error = %error,
+                "storage call failed, retrying"
+            );
+            attempts += 1;
+        })
+        .await;
+    if let Err(error) = &result
+        && error.is_transient()
+    {
+        tracing::warn!(operation = op_name, attempts, error = %error, "giving up");
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
+    result
 }
 
 #[cfg(test)]
@@ -103,26 +102,6 @@ mod tests {
             max_elapsed: Some(Duration::from_secs(5)),
             multiplier: 2.0,
         }
-    }
-
-    #[test]
-    fn ceilings_grow_exponentially_up_to_max() {
-        let b = Backoff::default();
-        assert_eq!(b.ceiling(0), Duration::from_millis(100));
-        assert_eq!(b.ceiling(1), Duration::from_millis(200));
-        assert_eq!(b.ceiling(3), Duration::from_millis(800));
-        assert_eq!(b.ceiling(20), Duration::from_secs(30));
-        assert_eq!(b.ceiling(u32::MAX), Duration::from_secs(30));
-        for attempt in 0..10 {
-            assert!(b.delay(attempt) <= b.ceiling(attempt));
-        }
-    }
-
-    #[test]
-    fn jitter_spreads_delays() {
-        let b = Backoff::default();
-        let delays: std::collections::BTreeSet<_> = (0..20).map(|_| b.delay(5)).collect();
-        assert!(delays.len() > 1, "{delays:?}");
     }
 
     #[tokio::test]
