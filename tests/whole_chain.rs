@@ -8,6 +8,9 @@
 //!
 //! Run for export-event files, for HTTP events, and for a driver whose environment lacks the
 //! event settings (the cluster has them), where the head's snapshots of the GCS fill the gap.
+//!
+//! Over 600 lines: one suite, whose tests share one started two-node Ray cluster and its stored
+//! session.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

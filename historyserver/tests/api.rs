@@ -2,6 +2,9 @@
 //! states including `lost`, cursor pagination, `latest`), errors (unknown sessions, path
 //! traversal, missing files), logs (tails, ranges, gzip, downloads), ETags, compression,
 //! health, readiness and metrics.
+//!
+//! Over 600 lines: one suite of the server's HTTP behaviour, sharing its fixtures and started
+//! servers.
 
 mod support;
 

@@ -7,6 +7,8 @@
 //! in one; the test checks listings, every kind of session route, the login cookie, oauth2-
 //! proxy's header, Ray's CLI with a token, and the audit lines; and that no listing or
 //! session route is served when the API server cannot be asked.
+//!
+//! Over 600 lines: one suite, whose tests share one started control plane and its ServiceAccounts.
 
 mod support;
 

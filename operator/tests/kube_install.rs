@@ -10,6 +10,8 @@
 //! - `HistoryServer` objects are owned and garbage-collected; auth mode kubernetes reaches the
 //!   Deployment, and the status says whether the server's account may review tokens;
 //! - with the operator stopped, KubeRay's pods are still created, without the collector.
+//!
+//! Over 600 lines: one suite, whose tests share one started control plane and chart install.
 
 mod support;
 

@@ -4,6 +4,8 @@
 //!
 //! Problems with the user's objects become conditions and Events, never errors: errors are
 //! reserved for API calls that failed (and are retried).
+//!
+//! Over 600 lines only with its unit tests, which stay beside the conditions they check.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
