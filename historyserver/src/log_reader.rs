@@ -300,7 +300,8 @@ pub fn parse_range(header: &[u8], size: u64) -> RangeRequest {
 }
 
 /// Removes ANSI CSI sequences (`ESC [ … letter`) from a byte stream fed in chunks of any size:
-/// a sequence cut by a chunk boundary is still removed.
+/// a sequence cut by a chunk boundary is still removed. Written by hand: `strip-ansi-escapes`'
+/// `Writer` gives its output back only at `into_inner`, and a streamed response needs it per chunk.
 #[derive(Default)]
 pub struct AnsiFilter {
     state: AnsiState,
