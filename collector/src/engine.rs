@@ -135,6 +135,17 @@ impl Engine {
             if self.tick(true).await {
                 break;
             }
+            // Which files keep the flush going, and why (a file that never settles shows here).
+            for (path, entry) in self.entries.iter().filter(|(_, e)| e.needs_work()).take(3) {
+                tracing::debug!(
+                    path = %path.display(),
+                    verified = entry.verified,
+                    uploaded = entry.tracked.uploaded,
+                    seen_len = entry.seen.map(|s| s.len),
+                    mtime_differs = entry.seen.is_some_and(|s| s.mtime_ns != entry.tracked.mtime_ns),
+                    "still to flush"
+                );
+            }
             if Instant::now() >= deadline {
                 tracing::error!(
                     pending_files = self.metrics.pending_files.get(),

@@ -15,7 +15,7 @@ use object_store::path::Path as Key;
 use ray_history_storage::layout::{ClusterRef, NodeId, SessionName};
 
 use crate::Result;
-use crate::tracker::FileId;
+use crate::tracker::{FileId, FileStat};
 use crate::uploader::Uploader;
 
 /// A file that moved from one path to another.
@@ -122,6 +122,9 @@ pub fn spare_name<'a>(name: &str, taken: impl IntoIterator<Item = &'a str>) -> S
     format!("{base}.{}", highest + 1)
 }
 
+/// Bytes two objects must share from their start to count as one generation of a log.
+const SAME_GENERATION_BYTES: u64 = 64;
+
 /// One node's logs in storage, where renames are mirrored.
 pub struct Target<'a> {
     /// Storage calls with retries.
@@ -193,8 +196,8 @@ impl Target<'_> {
     /// Copies the object at `to` (`size` bytes, about to be overwritten) to a generation above
     /// every other of its base name, in storage or on disk beside `file`; unless an object of
     /// that base holds these bytes already (a spare made before a crash, perhaps of more of
-    /// the file). A spare that holds only the start of these bytes (made before a crash from
-    /// a shorter upload) is grown instead, so a generation is never kept twice.
+    /// the file), or whose file on disk still starts with them (the generation is alive). A spare that holds only the start of these bytes (made before a crash from a
+    /// shorter upload) is grown instead, so a generation is never kept twice.
     async fn keep_spare(&self, to: &Key, size: u64, relative: &str, file: &Path) -> Result<()> {
         let (parent, name) = match relative.rsplit_once('/') {
             Some((parent, name)) => (Some(parent), name),
@@ -224,11 +227,13 @@ impl Target<'_> {
             if generation(other_name).0 != base || &other.location == to || other.size == 0 {
                 continue;
             }
+            // Too short a common start could be two generations that begin alike.
             let common = other.size.min(size);
-            if !self
-                .uploader
-                .same_objects(to, &other.location, common)
-                .await?
+            if common < SAME_GENERATION_BYTES.min(size)
+                || !self
+                    .uploader
+                    .same_objects(to, &other.location, common)
+                    .await?
             {
                 continue;
             }
@@ -236,14 +241,29 @@ impl Target<'_> {
                 tracing::info!(key = %to, spare = %other.location, "generation already kept");
                 return Ok(());
             }
-            // Only a spare (no file has its name) is grown; a live file's object is its own.
-            if !on_disk.contains(other_name) {
-                tracing::info!(from = %to, to = %other.location, "growing a kept generation");
-                self.uploader
-                    .call("copy", || storage.copy(to, &other.location))
-                    .await?;
-                return Ok(());
+            if on_disk.contains(other_name) {
+                // Still on disk, its file's own upload carries it on; unless the file there is
+                // another one now (a rename not mirrored yet), which only its bytes can tell.
+                let live = file.with_file_name(other_name);
+                let alive = match FileStat::of(&live) {
+                    Ok(Some(stat)) => {
+                        self.uploader
+                            .holds_start_of(to, size, &live, stat.id)
+                            .await?
+                    }
+                    _ => false,
+                };
+                if alive {
+                    tracing::info!(key = %to, file = %live.display(), "generation still on disk");
+                    return Ok(());
+                }
+                continue;
             }
+            tracing::info!(from = %to, to = %other.location, "growing a kept generation");
+            self.uploader
+                .call("copy", || storage.copy(to, &other.location))
+                .await?;
+            return Ok(());
         }
         let taken: Vec<String> = listed
             .objects

@@ -315,7 +315,10 @@ impl Uploader {
             None => false,
         };
         let exists = out.tracked.uploaded > 0 || out.tracked.mtime_ns != 0;
-        if same && exists || !(job.due || job.closing) {
+        // A changed time with the same length is a rewrite (or progress adopted after a
+        // restart, which carries no time): upload it, so the entry settles either way.
+        let settled = same && exists && out.tracked.mtime_ns == stat.mtime_ns;
+        if settled || !(job.due || job.closing) {
             return Ok(());
         }
         self.call("put", || {
