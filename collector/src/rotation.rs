@@ -194,10 +194,11 @@ impl Target<'_> {
     }
 
     /// Copies the object at `to` (`size` bytes, about to be overwritten) to a generation above
-    /// every other of its base name, in storage or on disk beside `file`; unless an object of
-    /// that base holds these bytes already (a spare made before a crash, perhaps of more of
-    /// the file), or whose file on disk still starts with them (the generation is alive). A spare that holds only the start of these bytes (made before a crash from a
-    /// shorter upload) is grown instead, so a generation is never kept twice.
+    /// every other of its base name, in storage or on disk beside `file`; unless a file of
+    /// that base on disk still starts with these bytes (the generation is alive), or a spare
+    /// holds them already (made before a crash, perhaps of more of the file). A spare that
+    /// holds only their start (made before a crash from a shorter upload) is grown instead, so
+    /// a generation is never kept twice.
     async fn keep_spare(&self, to: &Key, size: u64, relative: &str, file: &Path) -> Result<()> {
         let (parent, name) = match relative.rsplit_once('/') {
             Some((parent, name)) => (Some(parent), name),
@@ -220,11 +221,30 @@ impl Target<'_> {
             _ => BTreeSet::new(),
         };
         let base = generation(name).0;
+        // Still on disk under any generation number (its object may lag or not exist yet): the
+        // file's own upload carries it on. Only the file's bytes can tell, as names move.
+        for live in on_disk.iter().filter(|n| generation(n).0 == base) {
+            let live = file.with_file_name(live);
+            if let Ok(Some(stat)) = FileStat::of(&live)
+                && stat.len >= size
+                && self
+                    .uploader
+                    .holds_start_of(to, size, &live, stat.id)
+                    .await?
+            {
+                tracing::info!(key = %to, file = %live.display(), "generation still on disk");
+                return Ok(());
+            }
+        }
         for other in &listed.objects {
             let Some(other_name) = other.location.filename() else {
                 continue;
             };
-            if generation(other_name).0 != base || &other.location == to || other.size == 0 {
+            if generation(other_name).0 != base
+                || &other.location == to
+                || other.size == 0
+                || on_disk.contains(other_name)
+            {
                 continue;
             }
             // Too short a common start could be two generations that begin alike.
@@ -239,30 +259,12 @@ impl Target<'_> {
             }
             if other.size >= size {
                 tracing::info!(key = %to, spare = %other.location, "generation already kept");
-                return Ok(());
+            } else {
+                tracing::info!(from = %to, to = %other.location, "growing a kept generation");
+                self.uploader
+                    .call("copy", || storage.copy(to, &other.location))
+                    .await?;
             }
-            if on_disk.contains(other_name) {
-                // Still on disk, its file's own upload carries it on; unless the file there is
-                // another one now (a rename not mirrored yet), which only its bytes can tell.
-                let live = file.with_file_name(other_name);
-                let alive = match FileStat::of(&live) {
-                    Ok(Some(stat)) => {
-                        self.uploader
-                            .holds_start_of(to, size, &live, stat.id)
-                            .await?
-                    }
-                    _ => false,
-                };
-                if alive {
-                    tracing::info!(key = %to, file = %live.display(), "generation still on disk");
-                    return Ok(());
-                }
-                continue;
-            }
-            tracing::info!(from = %to, to = %other.location, "growing a kept generation");
-            self.uploader
-                .call("copy", || storage.copy(to, &other.location))
-                .await?;
             return Ok(());
         }
         let taken: Vec<String> = listed
