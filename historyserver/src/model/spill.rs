@@ -105,17 +105,9 @@ impl ChunkFile {
 /// of one load).
 pub struct TaskSpill {
     rows: ChunkFile,
-    held: Mutex<Held>,
+    /// Rows not yet on disk, merged by partition; `None` once the spill has gone to disk.
+    held: Mutex<Option<Vec<TaskRows>>>,
     dir: std::path::PathBuf,
-}
-
-/// Rows not yet on disk, merged by partition; `None` once the spill has gone to disk.
-struct Held(Option<Vec<TaskRows>>);
-
-impl Held {
-    fn rows(parts: &[TaskRows]) -> usize {
-        parts.iter().map(TaskRows::len).sum()
-    }
 }
 
 impl std::fmt::Debug for TaskSpill {
@@ -129,9 +121,7 @@ impl TaskSpill {
     pub fn new(dir: &Path) -> io::Result<Self> {
         Ok(TaskSpill {
             rows: ChunkFile::new(dir)?,
-            held: Mutex::new(Held(Some(
-                (0..PARTITIONS).map(|_| TaskRows::default()).collect(),
-            ))),
+            held: Mutex::new(Some((0..PARTITIONS).map(|_| TaskRows::default()).collect())),
             dir: dir.to_path_buf(),
         })
     }
@@ -140,14 +130,14 @@ impl TaskSpill {
     /// each to its partition.
     pub(super) fn put(&self, tasks: Vec<Task>) {
         let mut held = self.held.lock().expect("spill lock");
-        if let Some(parts) = held.0.as_mut() {
+        if let Some(parts) = held.as_mut() {
             for task in tasks {
                 parts[partition_of(&task.task_id)].add(task);
             }
-            if Held::rows(parts) < HOLD_ROWS {
+            if parts.iter().map(TaskRows::len).sum::<usize>() < HOLD_ROWS {
                 return;
             }
-            let parts = held.0.take().expect("held rows");
+            let parts = held.take().expect("held rows");
             drop(held);
             for (partition, mut rows) in parts.into_iter().enumerate() {
                 self.append(partition, &rows.take());
@@ -192,7 +182,7 @@ impl TaskSpill {
     ) -> io::Result<()> {
         let started = std::time::Instant::now();
         self.put(last);
-        let held = self.held.lock().expect("spill lock").0.take();
+        let held = self.held.lock().expect("spill lock").take();
         if let Some(parts) = held {
             // Never went to disk: the partitions are disjoint, so their rows finish as one.
             let rows: Vec<Task> = parts.into_iter().flat_map(TaskRows::into_vec).collect();

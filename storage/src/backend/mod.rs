@@ -39,31 +39,17 @@ pub(crate) struct Opened {
 
 /// Opens the backend `config` describes.
 pub(crate) async fn open(config: &StorageConfig) -> Result<Opened> {
-    Ok(match &config.backend {
-        Backend::Azure(azure) => {
-            let opened = azure::open(azure).await?;
-            Opened {
-                store: opened.store,
-                append: Some(opened.append),
-            }
-        }
-        Backend::S3(s3) => Opened {
-            store: s3::open(s3)?,
-            append: None,
-        },
-        Backend::Gcs(gcs) => Opened {
-            store: gcs::open(gcs)?,
-            append: None,
-        },
-        Backend::Local { path } => Opened {
-            store: local::open(path)?,
-            append: None,
-        },
+    let store = match &config.backend {
+        Backend::Azure(azure) => return azure::open(azure).await,
+        Backend::S3(s3) => s3::open(s3)?,
+        Backend::Gcs(gcs) => gcs::open(gcs)?,
+        Backend::Local { path } => local::open(path)?,
         // In-process memory needs no module of its own: one constructor call.
-        Backend::Memory => Opened {
-            store: Arc::new(object_store::memory::InMemory::new()),
-            append: None,
-        },
+        Backend::Memory => Arc::new(object_store::memory::InMemory::new()),
+    };
+    Ok(Opened {
+        store,
+        append: None,
     })
 }
 

@@ -88,7 +88,7 @@ impl fmt::Debug for Settings {
 }
 
 /// Settings whose values are credentials.
-pub const SECRET_SETTINGS: &[&str] = &[
+const SECRET_SETTINGS: &[&str] = &[
     "AZURE_STORAGE_CONNECTION_STRING",
     "AZURE_STORAGE_ACCOUNT_KEY",
     "AZURE_STORAGE_SAS_TOKEN",

@@ -10,27 +10,19 @@ use std::sync::Arc;
 use azure_core::{ExponentialRetryOptions, RetryOptions, StatusCode};
 use azure_storage::CloudLocation;
 use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
-use object_store::ObjectStore;
 use object_store::azure::MicrosoftAzureBuilder;
 
 pub use append::AppendBlobs;
 
-use super::{INNER_RETRIES, INNER_RETRY_TIMEOUT};
+use super::{INNER_RETRIES, INNER_RETRY_TIMEOUT, Opened};
 use crate::config::AzureConfig;
 use crate::error::{Error, Result};
 use crate::redact;
 
-/// An opened Azure backend: `object_store` for ordinary operations, plus append blobs.
-pub struct Opened {
-    /// The container as an object store (keys without the storage prefix).
-    pub store: Arc<dyn ObjectStore>,
-    /// Append-blob writer for the same container.
-    pub append: AppendBlobs,
-}
-
 /// Opens the container: builds both clients and, when `create_container` is set, creates the
-/// container if it does not exist yet (otherwise a missing container is an error).
-pub async fn open(config: &AzureConfig) -> Result<Opened> {
+/// container if it does not exist yet (otherwise a missing container is an error). The backend
+/// has appends.
+pub(super) async fn open(config: &AzureConfig) -> Result<Opened> {
     let builder = MicrosoftAzureBuilder::new()
         .with_account(&config.account_name)
         .with_container_name(&config.container)
@@ -58,7 +50,7 @@ pub async fn open(config: &AzureConfig) -> Result<Opened> {
     ensure_container(&container, config).await?;
     Ok(Opened {
         store: Arc::new(store),
-        append: AppendBlobs::new(container),
+        append: Some(AppendBlobs::new(container)),
     })
 }
 
