@@ -19,7 +19,13 @@ all: build
 build:
 	$(CARGO) build --release --workspace --bins
 
-tools: $(AZURITE) $(RAY) $(PYTOOLS) apt-tools kube-tools
+tools: disk-free $(AZURITE) $(RAY) $(PYTOOLS) apt-tools kube-tools
+
+# The tools and a test build need some 15 GB; say how much there is before starting, so a
+# full disk shows as the cause.
+.PHONY: disk-free
+disk-free:
+	@echo "==> free disk here: $$(df -h --output=avail . | tail -1 | tr -d ' ')"
 
 # The local Kubernetes control plane's binaries and fake-gcs-server (the GCS server of the
 # tests), built from Go modules (versions pinned in
@@ -62,13 +68,13 @@ $(AZURITE):
 $(RAY):
 	@echo "==> installing ray[default]==$(RAY_VERSION) into $(VENV)"
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check 'ray[default]==$(RAY_VERSION)'
+	$(VENV)/bin/pip install --quiet --no-cache-dir --disable-pip-version-check 'ray[default]==$(RAY_VERSION)'
 	@test -x $@
 
 $(PYTOOLS): $(RAY)
 	@echo "==> installing kubernetes-validate, helm-sdkpy and moto (the S3 server of the tests) into $(VENV)"
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check kubernetes-validate 'moto[server]==$(MOTO_VERSION)'
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --ignore-requires-python helm-sdkpy
+	$(VENV)/bin/pip install --quiet --no-cache-dir --disable-pip-version-check kubernetes-validate 'moto[server]==$(MOTO_VERSION)'
+	$(VENV)/bin/pip install --quiet --no-cache-dir --disable-pip-version-check --ignore-requires-python helm-sdkpy
 	touch $@
 
 # The README's test command: lint, then every test against real Azurite and Ray.
