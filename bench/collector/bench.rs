@@ -173,11 +173,8 @@ fn rclone_copy(azurite: &Azurite, from: &Path, container: &str, prefix: &str) ->
     command
 }
 
-fn delete_container(azurite: &Azurite, container: &str) {
-    let client = azurite.container_client(container);
-    if let Err(e) = block(async { client.delete().await }) {
-        eprintln!("warning: could not delete {container}: {e}");
-    }
+fn empty_container(azurite: &Azurite, container: &str) {
+    block(azurite.empty_container(container));
 }
 
 fn one_shot(azurite: &Azurite) {
@@ -224,7 +221,7 @@ fn one_shot(azurite: &Azurite) {
                 usage.max_rss_mib
             );
             results.entry(tool).or_default().push(usage);
-            delete_container(azurite, &container);
+            empty_container(azurite, &container);
         }
     }
     let mean = |tool: &str, f: fn(&Usage) -> f64| {

@@ -161,8 +161,7 @@ fn patch_bytes(patch: &Value) -> Vec<u8> {
 
 fn client_trusting(ca_pem: &str) -> reqwest::Client {
     reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca"))
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("ca")])
         .build()
         .expect("client")
 }

@@ -6,8 +6,6 @@ mod common;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use azure_storage::shared_access_signature::SasToken;
-use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
 use bytes::Bytes;
 use object_store::path::Path;
 use ray_history_cli::{CheckCommand, StorageArgs};
@@ -29,14 +27,6 @@ fn args(container: &str) -> StorageArgs {
 async fn open(args: &StorageArgs) -> Storage {
     let config = args.resolve().expect("valid configuration");
     Storage::open(&config).await.expect("storage opens")
-}
-
-async fn container_exists(azurite: &Azurite, container: &str) -> bool {
-    azurite
-        .container_client(container)
-        .get_properties()
-        .await
-        .is_ok()
 }
 
 #[tokio::test]
@@ -126,20 +116,7 @@ async fn sas_token_generated_in_the_test() {
 #[tokio::test]
 async fn a_sas_without_write_permission_is_refused_with_a_reason() {
     let azurite = Azurite::shared();
-    let client = azurite.container_client("auth-sas-ro");
-    client.create().await.ok();
-    let read_only = BlobSasPermissions {
-        read: true,
-        list: true,
-        ..Default::default()
-    };
-    let expiry = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-    let token = client
-        .shared_access_signature(read_only, expiry)
-        .await
-        .unwrap()
-        .token()
-        .unwrap();
+    let token = azurite.container_sas_with("auth-sas-ro", "rl").await;
     let config = StorageArgs {
         azure_sas_token: Some(token.clone()),
         azure_endpoint: Some(azurite.endpoint()),
@@ -159,9 +136,9 @@ async fn a_sas_without_write_permission_is_refused_with_a_reason() {
 async fn container_is_created_on_first_use() {
     let azurite = Azurite::shared();
     let name = format!("fresh-{:08x}", rand::random::<u32>());
-    assert!(!container_exists(azurite, &name).await);
+    assert!(!azurite.container_exists(&name).await);
     let storage = Storage::open(&azurite.storage_config(&name)).await.unwrap();
-    assert!(container_exists(azurite, &name).await);
+    assert!(azurite.container_exists(&name).await);
     storage
         .put(&Path::from("a"), Bytes::from_static(b"1"))
         .await
@@ -188,7 +165,7 @@ async fn missing_container_is_refused_when_creation_is_off() {
         format!("open: container {name} does not exist and STORAGE_CREATE_CONTAINER is false")
     );
     assert!(!err.is_transient());
-    assert!(!container_exists(azurite, &name).await);
+    assert!(!azurite.container_exists(&name).await);
 }
 
 #[tokio::test]

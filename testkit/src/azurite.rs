@@ -6,11 +6,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use azure_storage::StorageCredentials;
-use azure_storage::shared_access_signature::SasToken;
-use azure_storage::shared_access_signature::service_sas::BlobSasPermissions;
-use azure_storage_blobs::prelude::{ClientBuilder, ContainerClient};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::TryStreamExt;
 use nix::sys::signal::Signal;
+use ray_history_storage::Storage;
 use tempfile::TempDir;
 
 use super::process::{Group, free_port, http_get};
@@ -164,41 +164,53 @@ impl Azurite {
         }
     }
 
-    /// A raw `azure_storage_blobs` client for `container`, signed with the well-known key
-    /// (for what tests check behind the `Storage` API's back).
-    pub fn container_client(&self, container: &str) -> ContainerClient {
-        let location = azure_storage::CloudLocation::Custom {
-            account: EMULATOR_ACCOUNT.into(),
-            uri: self.endpoint(),
-        };
-        ClientBuilder::with_location(
-            location,
-            StorageCredentials::access_key(EMULATOR_ACCOUNT, EMULATOR_KEY.to_string()),
-        )
-        .container_client(container)
+    /// Creates `container` if needed (opening storage on it does).
+    pub async fn create_container(&self, container: &str) {
+        Storage::open(&self.storage_config(container))
+            .await
+            .expect("Azurite opens the container");
+    }
+
+    /// Whether `container` exists (opening storage that may not create it tells).
+    pub async fn container_exists(&self, container: &str) -> bool {
+        let mut config = self.storage_config(container);
+        if let Backend::Azure(azure) = &mut config.backend {
+            azure.create_container = false;
+        }
+        Storage::open(&config).await.is_ok()
+    }
+
+    /// Deletes every blob in `container`.
+    pub async fn empty_container(&self, container: &str) {
+        let storage = Storage::open(&self.storage_config(container))
+            .await
+            .expect("Azurite opens the container");
+        let keys: Vec<_> = storage
+            .list(None)
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .expect("list");
+        for key in keys {
+            storage.delete(&key).await.expect("delete");
+        }
     }
 
     /// Creates `container` if needed and returns a SAS token for it (read, add, create, write,
     /// delete, list; valid for a day), without the leading `?`.
     pub async fn container_sas(&self, container: &str) -> String {
-        let client = self.container_client(container);
-        client.create().await.ok();
-        let permissions = BlobSasPermissions {
-            read: true,
-            add: true,
-            create: true,
-            write: true,
-            delete: true,
-            list: true,
-            ..Default::default()
-        };
-        let expiry = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-        client
-            .shared_access_signature(permissions, expiry)
-            .await
-            .expect("the well-known key signs a SAS")
-            .token()
-            .expect("a SAS token")
+        self.container_sas_with(container, "racwdl").await
+    }
+
+    /// Creates `container` if needed and returns a service SAS token for it with the
+    /// `permissions` letters (`rl`: read and list), valid for a day, without the leading `?`.
+    pub async fn container_sas_with(&self, container: &str, permissions: &str) -> String {
+        self.create_container(container).await;
+        service_sas(
+            container,
+            permissions,
+            chrono::Utc::now() + chrono::TimeDelta::days(1),
+        )
     }
 
     /// Azurite's working folder (its log is `azurite.log` there).
@@ -211,4 +223,50 @@ impl Drop for Azurite {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Signs a container's service SAS with the emulator's well-known key. By hand because the
+/// product needs no SAS signing (it only uses tokens), and no small crate makes them.
+fn service_sas(
+    container: &str,
+    permissions: &str,
+    expiry: chrono::DateTime<chrono::Utc>,
+) -> String {
+    const VERSION: &str = "2020-12-06";
+    let expiry = expiry.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let resource = format!("/blob/{EMULATOR_ACCOUNT}/{container}");
+    // The fields of a service SAS since 2020-12-06: permissions, start, expiry, resource,
+    // identifier, IP, protocol, version, resource type, snapshot time, encryption scope and
+    // five response headers.
+    let to_sign = [
+        permissions,
+        "",
+        &expiry,
+        &resource,
+        "",
+        "",
+        "",
+        VERSION,
+        "c",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+        "",
+    ]
+    .join("\n");
+    let key = BASE64
+        .decode(EMULATOR_KEY)
+        .expect("the well-known key is base64");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
+    let signature = BASE64.encode(aws_lc_rs::hmac::sign(&key, to_sign.as_bytes()));
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("sv", VERSION)
+        .append_pair("se", &expiry)
+        .append_pair("sr", "c")
+        .append_pair("sp", permissions)
+        .append_pair("sig", &signature)
+        .finish()
 }

@@ -82,14 +82,6 @@ pub(crate) fn backend_error(
     }
 }
 
-/// Whether an `object_store` error may pass: a transport failure (connection refused, reset,
-/// timeout) anywhere in its causes, or a 408, 429 or 5xx answer. Other answers (400, 403,
-/// 409, …) will not change on retry.
-pub(crate) fn is_transient(error: &object_store::Error) -> bool {
-    transport_failed(error)
-        || answered_status(&error.to_string()).is_some_and(|s| s == 408 || s == 429 || s >= 500)
-}
-
 /// Whether a transport failure (no answer) is among an `object_store` error's causes.
 fn transport_failed(error: &object_store::Error) -> bool {
     if !matches!(error, object_store::Error::Generic { .. }) {
@@ -172,10 +164,14 @@ mod tests {
         assert_eq!((e.status(), e.service_code()), (None, None));
     }
 
+    fn transient(error: object_store::Error) -> bool {
+        backend_error("get", "k", error).is_transient()
+    }
+
     #[test]
     fn transport_failures_and_server_errors_are_transient() {
         let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
-        assert!(is_transient(&generic(Box::new(HttpError::new(
+        assert!(transient(generic(Box::new(HttpError::new(
             HttpErrorKind::Connect,
             refused
         )))));
@@ -183,19 +179,19 @@ mod tests {
             "Error performing PUT x - Server returned non-2xx status code: 503 Service Unavailable: ",
             "Server returned non-2xx status code: 429 Too Many Requests",
         ] {
-            assert!(is_transient(&generic(text.into())), "{text}");
+            assert!(transient(generic(text.into())), "{text}");
         }
         for text in [
             "Server returned non-2xx status code: 400 Bad Request: InvalidBlobOrBlock",
             "something else",
         ] {
-            assert!(!is_transient(&generic(text.into())), "{text}");
+            assert!(!transient(generic(text.into())), "{text}");
         }
         let missing = object_store::Error::NotFound {
             path: "a".into(),
             source: "gone".into(),
         };
-        assert!(!is_transient(&missing));
+        assert!(!transient(missing));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Azure storage connection strings (`AccountName=…;AccountKey=…;BlobEndpoint=…`).
 //!
-//! Parsed here rather than by `azure_storage` so that every problem becomes a one-line
-//! [`ConfigError`] naming `AZURE_STORAGE_CONNECTION_STRING` without echoing the secret parts.
+//! Parsed here (no Azure SDK is used; see `backend::azure::rest`) so that every problem
+//! becomes a one-line [`ConfigError`] naming `AZURE_STORAGE_CONNECTION_STRING` without
+//! echoing the secret parts.
 
 use crate::error::ConfigError;
 use crate::redact::Secret;

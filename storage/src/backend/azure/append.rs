@@ -4,13 +4,11 @@
 //! retried or repeated append after a timeout or a crash is refused instead of duplicating
 //! bytes; the caller learns the blob's real size and resumes from there.
 
-use azure_core::StatusCode;
-use azure_core::request_options::IfMatchCondition;
-use azure_storage_blobs::prelude::{BlobClient, ContainerClient};
 use bytes::Bytes;
+use http::StatusCode;
 use object_store::path::Path;
 
-use super::{azure_error, error_code, status};
+use super::rest::{Answer, Container};
 use crate::error::{Error, Result};
 
 /// Largest block one Append Block call takes.
@@ -19,12 +17,12 @@ const MAX_BLOCK: usize = 4 * 1024 * 1024;
 /// Appends to append blobs in one container, under an optional key prefix.
 #[derive(Debug, Clone)]
 pub struct AppendBlobs {
-    container: ContainerClient,
+    container: Container,
     prefix: Option<Path>,
 }
 
 impl AppendBlobs {
-    pub(crate) fn new(container: ContainerClient) -> Self {
+    pub(crate) fn new(container: Container) -> Self {
         Self {
             container,
             prefix: None,
@@ -39,12 +37,11 @@ impl AppendBlobs {
         }
     }
 
-    fn blob(&self, key: &Path) -> BlobClient {
-        let name = match &self.prefix {
+    fn blob(&self, key: &Path) -> Path {
+        match &self.prefix {
             Some(prefix) => prefix.parts().chain(key.parts()).collect::<Path>(),
             None => key.clone(),
-        };
-        self.container.blob_client(name.to_string())
+        }
     }
 
     /// Appends `data` to the blob at `key`, which must hold exactly `expected_offset` bytes.
@@ -59,21 +56,20 @@ impl AppendBlobs {
         content_type: &str,
     ) -> Result<u64> {
         let blob = self.blob(key);
+        let failed = |answer: &Answer| answer.error("append", key.as_ref());
         if expected_offset == 0 {
-            let created = blob
-                .put_append_blob()
-                .content_type(content_type.to_string())
-                .if_match(IfMatchCondition::NotMatch("*".to_string()))
-                .await;
-            match created {
-                Ok(_) => {}
-                // It exists already: the appends below check that it is still empty.
-                Err(e)
-                    if matches!(
-                        status(&e),
-                        Some(StatusCode::Conflict | StatusCode::PreconditionFailed)
-                    ) => {}
-                Err(e) => return Err(azure_error("append", key.as_ref(), &e)),
+            let created = self
+                .container
+                .create_append_blob(&blob, content_type)
+                .await?;
+            // 409/412: it exists already; the appends below check that it is still empty.
+            if !created.status.is_success()
+                && !matches!(
+                    created.status,
+                    StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED
+                )
+            {
+                return Err(failed(&created));
             }
         }
         if data.is_empty() {
@@ -92,42 +88,45 @@ impl AppendBlobs {
         while !rest.is_empty() {
             let block = rest.split_to(rest.len().min(MAX_BLOCK));
             let len = block.len() as u64;
-            let appended = blob
-                .append_block(block)
-                .condition_append_position(offset)
-                .await;
-            match appended {
-                Ok(_) => offset += len,
-                Err(e) if is_position_error(&e) => {
-                    return Err(Error::AppendPosition {
-                        key: key.to_string(),
-                        expected: offset,
-                        actual: self.size(&blob, key).await?.or(Some(0)),
-                    });
-                }
-                Err(e) => return Err(azure_error("append", key.as_ref(), &e)),
+            let appended = self.container.append_block(&blob, offset, block).await?;
+            if appended.status.is_success() {
+                offset += len;
+            } else if is_position_error(&appended) {
+                return Err(Error::AppendPosition {
+                    key: key.to_string(),
+                    expected: offset,
+                    actual: self.size(&blob, key).await?.or(Some(0)),
+                });
+            } else {
+                return Err(failed(&appended));
             }
         }
         Ok(offset)
     }
 
     /// The blob's size, or `None` when it does not exist.
-    async fn size(&self, blob: &BlobClient, key: &Path) -> Result<Option<u64>> {
-        match blob.get_properties().await {
-            Ok(props) => Ok(Some(props.blob.properties.content_length)),
-            Err(e) if status(&e) == Some(StatusCode::NotFound) => Ok(None),
-            Err(e) => Err(azure_error("head", key.as_ref(), &e)),
+    async fn size(&self, blob: &Path, key: &Path) -> Result<Option<u64>> {
+        let answer = self.container.blob_properties(blob).await?;
+        match answer.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            status if status.is_success() => answer
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .map(Some)
+                .ok_or_else(|| Error::backend("head", key.as_ref(), "no Content-Length", false)),
+            _ => Err(answer.error("head", key.as_ref())),
         }
     }
 }
 
 /// A refused append position (412 `AppendPositionConditionNotMet`) or a blob that vanished.
-fn is_position_error(error: &azure_core::Error) -> bool {
-    match status(error) {
-        Some(StatusCode::PreconditionFailed) => {
-            error_code(error).is_none_or(|code| code == "AppendPositionConditionNotMet")
-        }
-        Some(StatusCode::NotFound) => error_code(error) == Some("BlobNotFound"),
+fn is_position_error(answer: &Answer) -> bool {
+    match answer.status {
+        StatusCode::PRECONDITION_FAILED => answer
+            .code()
+            .is_none_or(|code| code == "AppendPositionConditionNotMet"),
+        StatusCode::NOT_FOUND => answer.code() == Some("BlobNotFound"),
         _ => false,
     }
 }

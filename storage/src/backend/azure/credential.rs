@@ -1,20 +1,14 @@
 //! Credentials for both Azure clients from an [`AzureAuth`].
 //!
 //! `object_store` implements every mode (shared key, SAS, service principal, workload identity,
-//! managed identity) with token caching. `azure_storage_blobs`, used only for container creation
-//! and append blobs, gets the same tokens through [`ObjectStoreToken`], so each Azure AD mode is
-//! implemented once.
+//! managed identity) with token caching; our own REST calls ([`super::rest`]) sign with the
+//! credential provider it builds here, so each mode is implemented once.
 
-use std::sync::Arc;
-
-use azure_core::auth::{AccessToken, TokenCredential};
-use azure_storage::StorageCredentials;
-use object_store::azure::{AzureCredential, AzureCredentialProvider, MicrosoftAzureBuilder};
+use object_store::azure::MicrosoftAzureBuilder;
 
 use crate::config::azure_auth::sas_pairs;
 use crate::config::{AzureAuth, ConnectionCredential, ConnectionString};
 use crate::error::ConfigError;
-use crate::redact;
 
 impl AzureAuth {
     /// Adds this mode's credentials to an `object_store` builder.
@@ -74,28 +68,6 @@ impl AzureAuth {
             }
         })
     }
-
-    /// Credentials for `azure_storage_blobs`. Azure AD modes reuse `provider`, the token
-    /// source `object_store` built for the same settings.
-    pub(crate) fn blob_credentials(
-        &self,
-        account: &str,
-        provider: &AzureCredentialProvider,
-    ) -> Result<StorageCredentials, ConfigError> {
-        if let Some(key) = self.shared_key() {
-            return Ok(StorageCredentials::access_key(
-                account.to_string(),
-                key.expose().to_string(),
-            ));
-        }
-        if let Some(token) = self.sas() {
-            return StorageCredentials::sas_token(token.expose())
-                .map_err(|_| ConfigError::new(self.setting(), "is not a valid SAS token"));
-        }
-        Ok(StorageCredentials::token_credential(Arc::new(
-            ObjectStoreToken(Arc::clone(provider)),
-        )))
-    }
 }
 
 fn with_authority(builder: MicrosoftAzureBuilder, host: &Option<String>) -> MicrosoftAzureBuilder {
@@ -105,48 +77,13 @@ fn with_authority(builder: MicrosoftAzureBuilder, host: &Option<String>) -> Micr
     }
 }
 
-/// Hands `object_store`'s Azure AD tokens (cached and refreshed there) to `azure_core`.
-#[derive(Debug)]
-pub(crate) struct ObjectStoreToken(pub(crate) AzureCredentialProvider);
-
-/// How long `azure_core` may treat a token as valid; `object_store` refreshes it well before
-/// it really expires, and this type is asked again on every request.
-const TOKEN_REUSE: time::Duration = time::Duration::minutes(1);
-
-#[async_trait::async_trait]
-impl TokenCredential for ObjectStoreToken {
-    async fn get_token(&self, _scopes: &[&str]) -> azure_core::Result<AccessToken> {
-        let credential = self.0.get_credential().await.map_err(|e| {
-            // Io marks an unreachable token endpoint as worth retrying; Credential does not.
-            let kind = if crate::backend::is_transient(&e) {
-                azure_core::error::ErrorKind::Io
-            } else {
-                azure_core::error::ErrorKind::Credential
-            };
-            azure_core::Error::message(kind, redact::scrub(&e.to_string()))
-        })?;
-        match credential.as_ref() {
-            AzureCredential::BearerToken(token) => Ok(AccessToken::new(
-                token.clone(),
-                time::OffsetDateTime::now_utc() + TOKEN_REUSE,
-            )),
-            _ => Err(azure_core::Error::message(
-                azure_core::error::ErrorKind::Credential,
-                "expected an Azure AD token",
-            )),
-        }
-    }
-
-    async fn clear_cache(&self) -> azure_core::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
     use std::sync::mpsc;
+
+    use object_store::azure::AzureCredential;
 
     use super::*;
     use crate::config::azure_auth::tests::resolve;
@@ -193,18 +130,19 @@ pub(crate) mod tests {
         (url, rx)
     }
 
-    /// Builds the backend for `auth` and asks the bridge for a token, as an append would.
-    async fn token_through_bridge(auth: &AzureAuth) -> azure_core::Result<AccessToken> {
+    /// Builds the backend for `auth` and asks its credential provider for a token, as an
+    /// append would.
+    async fn token_of(auth: &AzureAuth) -> object_store::Result<String> {
         let builder = MicrosoftAzureBuilder::new()
             .with_account("acct")
             .with_container_name("c")
             .with_endpoint("http://127.0.0.1:9/acct".to_string())
             .with_allow_http(true);
         let store = auth.configure(builder).unwrap().build().unwrap();
-        let bridge = ObjectStoreToken(Arc::clone(store.credentials()));
-        bridge
-            .get_token(&["https://storage.azure.com/.default"])
-            .await
+        match store.credentials().get_credential().await?.as_ref() {
+            AzureCredential::BearerToken(token) => Ok(token.clone()),
+            other => panic!("expected an Azure AD token, got {other:?}"),
+        }
     }
 
     pub(crate) const OAUTH: &str =
@@ -223,8 +161,8 @@ pub(crate) mod tests {
             ],
         )
         .unwrap();
-        let token = token_through_bridge(&auth).await.unwrap();
-        assert_eq!(token.token.secret(), "tok-123");
+        let token = token_of(&auth).await.unwrap();
+        assert_eq!(token, "tok-123");
         let request = requests.recv().unwrap();
         assert!(
             request.starts_with("POST /tenant-1/oauth2/v2.0/token "),
@@ -257,8 +195,8 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(auth.mode_name(), "workload_identity");
-        let token = token_through_bridge(&auth).await.unwrap();
-        assert_eq!(token.token.secret(), "tok-123");
+        let token = token_of(&auth).await.unwrap();
+        assert_eq!(token, "tok-123");
         let request = requests.recv().unwrap();
         assert!(
             request.starts_with("POST /tenant-2/oauth2/v2.0/token "),
@@ -280,13 +218,13 @@ pub(crate) mod tests {
             token_file: "/nonexistent/token".into(),
             authority_host: Some("http://127.0.0.1:9".into()),
         };
-        let err = token_through_bridge(&auth).await.unwrap_err();
+        let err = token_of(&auth).await.unwrap_err();
         assert!(err.to_string().to_lowercase().contains("token"), "{err}");
     }
 
     #[tokio::test]
     async fn managed_identity_asks_the_metadata_endpoint() {
-        let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
+        let expires = chrono::Utc::now().timestamp() + 3600;
         let body: &'static str = Box::leak(
             format!(
                 r#"{{"access_token":"mi-tok","expires_on":"{expires}","token_type":"Bearer"}}"#
@@ -305,8 +243,8 @@ pub(crate) mod tests {
             ],
         )
         .unwrap();
-        let token = token_through_bridge(&auth).await.unwrap();
-        assert_eq!(token.token.secret(), "mi-tok");
+        let token = token_of(&auth).await.unwrap();
+        assert_eq!(token, "mi-tok");
         let request = requests.recv().unwrap().to_ascii_lowercase();
         assert!(
             request.starts_with("get /metadata/identity/oauth2/token?"),
