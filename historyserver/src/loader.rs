@@ -110,7 +110,7 @@ pub async fn load(
     let objects: Vec<_> = storage.list(Some(&prefix)).try_collect().await?;
     let mut logs: BTreeMap<NodeId, Vec<LogFile>> = BTreeMap::new();
     let mut event_files: Vec<(Path, FileKind, u64)> = Vec::new();
-    let mut indexes: Vec<Path> = Vec::new();
+    let mut indexes: Vec<(Path, u64)> = Vec::new();
     for object in objects {
         match Key::parse(&object.location) {
             Ok(Key::LogFile { node, relative, .. }) => {
@@ -128,7 +128,7 @@ pub async fn load(
             Ok(Key::Snapshot { .. }) => {
                 event_files.push((object.location.clone(), FileKind::Snapshot, object.size));
             }
-            Ok(Key::SessionIndex { .. }) => indexes.push(object.location),
+            Ok(Key::SessionIndex { .. }) => indexes.push((object.location, object.size)),
             _ => {}
         }
     }
@@ -141,10 +141,11 @@ pub async fn load(
     let index_dir = index_dir.filter(|_| meta.state == SessionState::Finished);
     let index_key = cluster.session_index(&meta.session_name, FORMAT_VERSION, fingerprint);
     let mut damaged = false;
+    let stored_index = indexes.iter().find(|(key, _)| *key == index_key);
     if let Some(dir) = index_dir
-        && indexes.contains(&index_key)
+        && let Some((_, size)) = stored_index
     {
-        match session_index::fetch(storage, &index_key, fingerprint, dir).await {
+        match session_index::fetch(storage, &index_key, *size, fingerprint, dir).await {
             Ok(state) => {
                 tracing::info!(
                     session = %meta.session_name,
@@ -177,7 +178,8 @@ pub async fn load(
         Some(dir) => {
             match build_index(storage, event_files.clone(), ended_ns, fingerprint, dir).await? {
                 Ok((state, file)) => {
-                    store_index(storage, file, &index_key, damaged, &indexes).await;
+                    let stale: Vec<Path> = indexes.iter().map(|(key, _)| key.clone()).collect();
+                    store_index(storage, file, &index_key, damaged, &stale).await;
                     Some(state)
                 }
                 Err(e) => {

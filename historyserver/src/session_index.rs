@@ -26,7 +26,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path as FsPath;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -35,6 +35,10 @@ use sha2::{Digest, Sha256};
 use crate::model::table::{Columns, ColumnsBuilder, RowFile, TaskTable, encode_block};
 use crate::model::{Builder, Session, SessionRest, Task};
 
+/// Bytes per ranged read when a stored index is downloaded.
+const FETCH_PART: u64 = 8 * 1024 * 1024;
+/// Ranged reads in flight while a stored index is downloaded.
+const FETCH_CONCURRENCY: usize = 4;
 /// Version of the file format; part of the object name.
 pub const FORMAT_VERSION: u32 = 2;
 /// Rows per task block: a page of 100 rows decodes one or two blocks of about 10 KB.
@@ -462,21 +466,36 @@ pub fn open(mut file: File, fingerprint: u64) -> Result<Session, IndexError> {
     Ok(Session::new(TaskTable::in_file(columns, rows), rest))
 }
 
-/// Downloads a stored index into a new unlinked file in `dir` and opens it.
+/// Downloads a stored index of `size` bytes into a new unlinked file in `dir` and opens it.
+/// A big one comes in [`FETCH_PART`] ranges, [`FETCH_CONCURRENCY`] at a time: one stream from
+/// a blob service is slower than the disk it lands on.
 pub async fn fetch(
     storage: &ray_history_storage::Storage,
     key: &Path,
+    size: u64,
     fingerprint: u64,
     dir: &FsPath,
 ) -> Result<Session, IndexError> {
     let file = tempfile::tempfile_in(dir)?;
-    let mut out = io::BufWriter::with_capacity(1 << 20, file.try_clone()?);
-    let (_, mut stream) = storage.get_stream(key, None).await?;
-    while let Some(chunk) = stream.try_next().await? {
-        out.write_all(&chunk)?;
+    let parts =
+        (0..size.div_ceil(FETCH_PART)).map(|i| i * FETCH_PART..((i + 1) * FETCH_PART).min(size));
+    let mut fetched = futures::stream::iter(parts)
+        .map(|range| async move {
+            let at = range.start;
+            Ok::<_, IndexError>((at, storage.get_range(key, range).await?))
+        })
+        .buffer_unordered(FETCH_CONCURRENCY);
+    let mut written = 0;
+    while let Some((at, bytes)) = fetched.try_next().await? {
+        file.write_all_at(&bytes, at)?;
+        written += bytes.len() as u64;
     }
-    out.flush()?;
-    drop(out);
+    if written != size {
+        return Err(IndexError::Corrupt(
+            "file",
+            format!("{written} bytes of {size} arrived"),
+        ));
+    }
     tokio::task::spawn_blocking(move || open(file, fingerprint))
         .await
         .map_err(|e| IndexError::Io(io::Error::other(e)))?
