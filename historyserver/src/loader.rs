@@ -178,8 +178,8 @@ pub async fn load(
         Some(dir) => {
             match build_index(storage, event_files.clone(), ended_ns, fingerprint, dir).await? {
                 Ok((state, file)) => {
-                    let stale: Vec<Path> = indexes.iter().map(|(key, _)| key.clone()).collect();
-                    store_index(storage, file, &index_key, damaged, &stale).await;
+                    let stale = indexes.iter().map(|(key, _)| key);
+                    store_index(storage, file, &index_key, damaged, stale).await;
                     Some(state)
                 }
                 Err(e) => {
@@ -288,7 +288,7 @@ async fn store_index(
     file: std::fs::File,
     key: &Path,
     damaged: bool,
-    stale: &[Path],
+    stale: impl Iterator<Item = &Path>,
 ) {
     let stored = async {
         let len = file
@@ -302,7 +302,7 @@ async fn store_index(
             storage.delete(key).await?;
         }
         let created = storage.put_file_if_absent(key, file, len).await?;
-        for old in stale.iter().filter(|old| *old != key) {
+        for old in stale.filter(|old| *old != key) {
             storage.delete(old).await?;
         }
         Ok::<_, ray_history_storage::Error>(created)

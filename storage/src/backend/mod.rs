@@ -53,6 +53,12 @@ pub(crate) async fn open(config: &StorageConfig) -> Result<Opened> {
     })
 }
 
+/// Whether an answer with this HTTP status may pass on retry: a timeout, throttling or a
+/// server error. Other answers (400, 403, 409, …) will not change.
+pub(crate) fn transient_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}
+
 /// Maps an `object_store` error to ours, redacting its text.
 pub(crate) fn backend_error(
     operation: &'static str,
@@ -74,8 +80,7 @@ pub(crate) fn backend_error(
                 key: key.to_string(),
                 status,
                 code: service_code(&text),
-                transient: transport_failed(&other)
-                    || status.is_some_and(|s| s == 408 || s == 429 || s >= 500),
+                transient: transport_failed(&other) || status.is_some_and(transient_status),
                 message: redact::scrub(&text),
             }
         }

@@ -17,7 +17,7 @@ use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use url::Url;
 
-use crate::backend::{INNER_RETRIES, INNER_RETRY_TIMEOUT};
+use crate::backend::{INNER_RETRIES, INNER_RETRY_TIMEOUT, transient_status};
 use crate::error::{Error, Result};
 use crate::redact;
 
@@ -80,7 +80,7 @@ impl Answer {
             ),
             status: Some(status),
             code,
-            transient: status == 408 || status == 429 || status >= 500,
+            transient: transient_status(status),
         }
     }
 }
@@ -201,8 +201,7 @@ impl Container {
             let answer = self
                 .send(operation, key, &method, &url, headers, body.clone())
                 .await?;
-            let status = answer.status.as_u16();
-            if status == 408 || status == 429 || status >= 500 {
+            if transient_status(answer.status.as_u16()) {
                 return Err(answer.error(operation, key));
             }
             Ok(answer)
