@@ -29,6 +29,19 @@ pub(crate) fn inner_retry() -> object_store::RetryConfig {
     }
 }
 
+/// The same schedule for our own REST calls: `object_store`'s waits (100 ms doubling), so
+/// that one call's retries stay well inside a caller's short policy (the collector gives a
+/// call 5 s before its next round tries again).
+pub(crate) fn inner_schedule() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(100))
+        .with_max_delay(std::time::Duration::from_secs(15))
+        .with_factor(2.0)
+        .with_max_times(INNER_RETRIES as usize)
+        .with_total_delay(Some(INNER_RETRY_TIMEOUT))
+        .with_jitter()
+}
+
 /// An opened backend, keys without the storage prefix.
 pub(crate) struct Opened {
     /// Ordinary operations.
@@ -197,6 +210,15 @@ mod tests {
             source: "gone".into(),
         };
         assert!(!transient(missing));
+    }
+
+    #[test]
+    fn one_calls_retries_wait_well_under_the_collectors_five_seconds() {
+        use backon::BackoffBuilder;
+        let waits: Vec<_> = inner_schedule().build().collect();
+        assert_eq!(waits.len(), INNER_RETRIES as usize);
+        let total: std::time::Duration = waits.iter().sum();
+        assert!(total < std::time::Duration::from_secs(2), "{waits:?}");
     }
 
     #[test]

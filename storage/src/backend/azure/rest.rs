@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
@@ -17,7 +17,7 @@ use object_store::client::HttpRequestBody;
 use object_store::path::Path;
 use url::Url;
 
-use crate::backend::{INNER_RETRIES, INNER_RETRY_TIMEOUT, transient_status};
+use crate::backend::{inner_schedule, transient_status};
 use crate::error::{Error, Result};
 use crate::redact;
 
@@ -206,12 +206,8 @@ impl Container {
             }
             Ok(answer)
         };
-        let schedule = ExponentialBuilder::default()
-            .with_max_times(INNER_RETRIES as usize)
-            .with_total_delay(Some(INNER_RETRY_TIMEOUT))
-            .with_jitter();
         attempt
-            .retry(schedule)
+            .retry(inner_schedule())
             .sleep(tokio::time::sleep)
             .when(Error::is_transient)
             .notify(|error, delay| {
