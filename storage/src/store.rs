@@ -28,7 +28,8 @@ const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
-    append: Option<Arc<azure::AppendBlobs>>,
+    /// Azure's REST calls that `object_store` lacks (appends, waiting for copies).
+    azure: Option<Arc<azure::AppendBlobs>>,
     kind: StorageKind,
     description: String,
     /// Whether the backend stores attributes such as Content-Type (local files do not).
@@ -55,10 +56,10 @@ impl Storage {
             Some(prefix) => Arc::new(PrefixStore::new(opened.store, prefix.clone())),
             None => opened.store,
         };
-        let append = opened.append.map(|a| Arc::new(a.with_prefix(prefix)));
+        let azure = opened.append.map(|a| Arc::new(a.with_prefix(prefix)));
         Ok(Self {
             store,
-            append,
+            azure,
             kind: config.kind(),
             description: config.describe(),
             attributes: config.kind() != StorageKind::Local,
@@ -155,7 +156,7 @@ impl Storage {
             .map_err(|e| backend_error("put", key.as_ref(), e.into()))?;
         self.upload(&scratch, file, &what, len).await?;
         let copied = match self.store.copy_if_not_exists(&scratch, key).await {
-            Ok(()) => Ok(true),
+            Ok(()) => self.copy_finished(key).await.map(|()| true),
             Err(
                 object_store::Error::AlreadyExists { .. }
                 | object_store::Error::Precondition { .. },
@@ -300,17 +301,26 @@ impl Storage {
         }
     }
 
-    /// Server-side copy of `from` to `to`, replacing `to`.
+    /// Server-side copy of `from` to `to`, replacing `to`; returns once `to` holds the bytes.
     pub async fn copy(&self, from: &Path, to: &Path) -> Result<()> {
         self.store
             .copy(from, to)
             .await
-            .map_err(|e| backend_error("copy", from.as_ref(), e))
+            .map_err(|e| backend_error("copy", from.as_ref(), e))?;
+        self.copy_finished(to).await
+    }
+
+    /// Waits for a copy into `key` that the backend may still be doing (Azure only).
+    async fn copy_finished(&self, key: &Path) -> Result<()> {
+        match &self.azure {
+            Some(azure) => azure.await_copy(key).await,
+            None => Ok(()),
+        }
     }
 
     /// Whether [`Storage::append`] works on this backend (Azure append blobs).
     pub fn supports_append(&self) -> bool {
-        self.append.is_some()
+        self.azure.is_some()
     }
 
     /// Appends `data` to the append blob at `key`, which must currently hold exactly
@@ -318,7 +328,7 @@ impl Storage {
     /// exist). A mismatch gives [`Error::AppendPosition`], so a retried append can never
     /// duplicate bytes. Returns the blob's new size.
     pub async fn append(&self, key: &Path, expected_offset: u64, data: Bytes) -> Result<u64> {
-        match &self.append {
+        match &self.azure {
             Some(append) => {
                 append
                     .append(key, expected_offset, data, layout::content_type(key))

@@ -17,7 +17,7 @@ const MAX_BLOCK: usize = 4 * 1024 * 1024;
 /// Appends to append blobs in one container, under an optional key prefix.
 #[derive(Debug, Clone)]
 pub struct AppendBlobs {
-    container: Container,
+    pub(super) container: Container,
     prefix: Option<Path>,
 }
 
@@ -37,7 +37,7 @@ impl AppendBlobs {
         }
     }
 
-    fn blob(&self, key: &Path) -> Path {
+    pub(super) fn blob(&self, key: &Path) -> Path {
         match &self.prefix {
             Some(prefix) => prefix.parts().chain(key.parts()).collect::<Path>(),
             None => key.clone(),

@@ -1,8 +1,10 @@
-//! The Azure Blob Storage backend: opening it ([`open`]), and the two things `object_store`
-//! cannot do — creating the container on first use and appending to append blobs
-//! ([`AppendBlobs`]) — done with a few REST calls of our own ([`rest`]).
+//! The Azure Blob Storage backend: opening it ([`open`]), and the three things `object_store`
+//! cannot do — creating the container on first use, appending to append blobs
+//! ([`AppendBlobs`]) and waiting for a pending copy ([`copy`]) — done with a few REST calls of
+//! our own ([`rest`]).
 
 mod append;
+mod copy;
 mod credential;
 mod rest;
 
