@@ -70,7 +70,13 @@ struct Index {
     version: String,
     html: String,
     etag: String,
+    /// The page for a browser signed in with the login cookie: its sign-out link shows.
+    signed_in_html: String,
+    signed_in_etag: String,
 }
+
+/// The sign-out link as the page has it, hidden.
+const HIDDEN_SIGN_OUT: &str = "<a class=\"signout\" href=\"logout\" hidden>";
 
 static INDEX: LazyLock<Index> = LazyLock::new(|| {
     let mut hasher = DefaultHasher::new();
@@ -80,10 +86,14 @@ static INDEX: LazyLock<Index> = LazyLock::new(|| {
     let version = format!("{:016x}", hasher.finish());
     let html = include_str!("../ui/index.html").replace("{{VERSION}}", &version);
     let etag = format!("\"{version}-index\"");
+    let signed_in_html = html.replace(HIDDEN_SIGN_OUT, "<a class=\"signout\" href=\"logout\">");
+    let signed_in_etag = format!("\"{version}-index-signed-in\"");
     Index {
         version,
         html,
         etag,
+        signed_in_html,
+        signed_in_etag,
     }
 });
 
@@ -170,13 +180,21 @@ fn embedded(
 
 async fn index(headers: HeaderMap) -> Response {
     let index = &*INDEX;
-    embedded(
+    let (html, etag) = if crate::auth::login::cookie_token(&headers).is_some() {
+        (&index.signed_in_html, &index.signed_in_etag)
+    } else {
+        (&index.html, &index.etag)
+    };
+    let mut resp = embedded(
         &headers,
-        &index.etag,
+        etag,
         REVALIDATE,
         "text/html; charset=utf-8",
-        Body::from(index.html.as_str()),
-    )
+        Body::from(html.as_str()),
+    );
+    resp.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("cookie"));
+    resp
 }
 
 async fn asset(Path((version, file)): Path<(String, String)>, headers: HeaderMap) -> Response {
@@ -332,6 +350,27 @@ mod tests {
             .route("/api/sessions", get(|| async { "sessions" }))
             .nest("/sessions/{namespace}/{cluster}/{session}", ray)
             .merge(router(dir))
+    }
+
+    #[tokio::test]
+    async fn a_browser_signed_in_with_the_cookie_sees_a_sign_out_link() {
+        let app = app(None);
+        let (_, headers, html) = fetch(&app, "/", &[]).await;
+        assert!(html.contains(HIDDEN_SIGN_OUT), "{html}");
+        assert_eq!(headers[header::VARY], "cookie");
+        let anonymous = headers[header::ETAG].clone();
+
+        let cookie = [("cookie", "other=1; ray-history-token=abc")];
+        let (status, headers, html) = fetch(&app, "/", &cookie).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!html.contains(HIDDEN_SIGN_OUT), "{html}");
+        assert!(html.contains("<a class=\"signout\" href=\"logout\">Sign out</a>"));
+        assert_ne!(headers[header::ETAG], anonymous);
+
+        // The anonymous page's validator does not revalidate the signed-in one.
+        let stale = [cookie[0], ("if-none-match", anonymous.to_str().unwrap())];
+        let (status, _, _) = fetch(&app, "/", &stale).await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[tokio::test]
