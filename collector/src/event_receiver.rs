@@ -3,9 +3,10 @@
 //! here). Events are grouped by their `sessionName` (camelCase or snake_case; the live session
 //! when absent or unknown), written as JSON Lines to the [`Spool`], and only then answered
 //! `200`. Malformed bodies get `400`, oversized ones `413`, and `503` when no session is known
-//! yet (Ray retries).
+//! yet (Ray retries). An event whose `eventId` was stored lately is dropped: the aggregator
+//! posts a batch again when its answer was lost, and the repeat must not be stored twice.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -21,6 +22,10 @@ use crate::spool::Spool;
 
 /// Path Ray posts to.
 pub const PATH: &str = "/v1/events";
+
+/// How many stored event ids are remembered: far more than a few batches, so a retried one is
+/// recognised, for a few MiB at most.
+const RECENT_IDS: u64 = 32_768;
 
 /// Sessions the engine has found on this node, shared with the receiver.
 #[derive(Debug, Default)]
@@ -39,6 +44,8 @@ struct Receiver {
     spool: Arc<Spool>,
     known: SharedKnown,
     metrics: Metrics,
+    /// Ids of events stored lately.
+    recent: moka::sync::Cache<String, ()>,
 }
 
 /// The receiver's routes.
@@ -50,7 +57,16 @@ pub fn router(spool: Arc<Spool>, known: SharedKnown, metrics: Metrics, max_body:
             spool,
             known,
             metrics,
+            recent: moka::sync::Cache::new(RECENT_IDS),
         })
+}
+
+/// An event's id (`eventId`, or `event_id` from snake_case writers).
+fn event_id(event: &Map<String, Value>) -> Option<&str> {
+    event
+        .get("eventId")
+        .or_else(|| event.get("event_id"))
+        .and_then(Value::as_str)
 }
 
 async fn receive(
@@ -75,9 +91,17 @@ async fn receive(
         }
     };
     let mut by_session: HashMap<(SessionName, NodeId), Vec<u8>> = HashMap::new();
+    let mut ids = HashSet::new();
+    let mut repeats = 0u64;
     {
         let known = rx.known.read().expect("known sessions lock");
         for event in &events {
+            if let Some(id) = event_id(event)
+                && (rx.recent.contains_key(id) || !ids.insert(id))
+            {
+                repeats += 1;
+                continue;
+            }
             let named = event
                 .get("sessionName")
                 .or_else(|| event.get("session_name"))
@@ -95,7 +119,7 @@ async fn receive(
             lines.push(b'\n');
         }
     }
-    let count = events.len() as u64;
+    let count = events.len() as u64 - repeats;
     let spool = Arc::clone(&rx.spool);
     let written = tokio::task::spawn_blocking(move || {
         by_session
@@ -106,7 +130,12 @@ async fn receive(
     .expect("spool writes do not panic");
     match written {
         Ok(()) => {
+            // Remembered only once stored: a batch that failed must be taken when sent again.
+            for id in ids {
+                rx.recent.insert(id.to_string(), ());
+            }
             rx.metrics.events_received.inc_by(count);
+            rx.metrics.events_repeated.inc_by(repeats);
             (StatusCode::OK, String::new())
         }
         Err(e) => {

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub events_received: Counter,
     /// `/v1/events` requests refused (malformed, too large, no session).
     pub events_rejected: Counter,
+    /// RayEvents dropped because an event with their id was stored lately (a re-sent batch).
+    pub events_repeated: Counter,
     /// Snapshots of the head's state stored.
     pub snapshots: Counter,
     /// Snapshots that failed (dashboard or storage).
@@ -66,6 +68,11 @@ impl Metrics {
             ),
             events_received: register(&mut r, "events_received", "RayEvents received over HTTP"),
             events_rejected: register(&mut r, "events_rejected", "Refused /v1/events requests"),
+            events_repeated: register(
+                &mut r,
+                "events_repeated",
+                "RayEvents dropped as repeats of ones stored lately",
+            ),
             snapshots: register(&mut r, "snapshots", "Snapshots of the head's state stored"),
             snapshot_errors: register(&mut r, "snapshot_errors", "Snapshots that failed"),
             registry: Arc::new(r),

@@ -1,6 +1,7 @@
 //! The RayEvents HTTP receiver with the posts Ray 2.60's aggregator agent really sent
 //! (camelCase and snake_case), against real Azurite: every event ends up in
-//! `node_events/<node-id>-<millis>.json` (JSON Lines) once, bad bodies get 4xx; and under
+//! `node_events/<node-id>-<millis>.json` (JSON Lines) once, a batch sent again is not stored
+//! twice, bad bodies get 4xx; and under
 //! concurrent posters, fast rolls, SIGKILLs and a storage outage, every acknowledged event is
 //! stored exactly once.
 
@@ -85,6 +86,20 @@ async fn captured_ray_posts_are_stored_once_and_bad_bodies_are_refused() {
     }
     assert_eq!(posted.len(), 89 + 47);
 
+    // A batch sent again (its answer was lost, to Ray) is taken and not stored twice.
+    let text = std::fs::read_to_string(format!("{POSTS}/posts_run_B.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let again = first["body"].as_str().unwrap().to_string();
+    let repeated = serde_json::from_str::<Vec<Value>>(&again).unwrap().len();
+    assert_eq!(post(again).await, 200);
+    let metrics = collector.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "ray_history_collector_events_repeated_total {repeated}\n"
+        )),
+        "{metrics}"
+    );
+
     assert_eq!(post("not json".into()).await, 400);
     assert_eq!(
         post("{\"eventId\":\"x\"}".into()).await,
@@ -138,8 +153,8 @@ struct Posted {
 }
 
 /// Posts batches of `BATCH` events with unique ids to `url` until `stop`; a batch without a
-/// `200` is never sent again (a retry of a batch whose answer was lost would be a duplicate
-/// that no receiver can avoid without deduplicating ids).
+/// `200` is never sent again (the receiver drops the repeats of a re-sent batch only while it
+/// remembers their ids, which a SIGKILL forgets).
 async fn poster(id: usize, url: String, stop: Arc<AtomicBool>) -> Posted {
     const BATCH: usize = 50;
     let client = reqwest::Client::builder()
