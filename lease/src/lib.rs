@@ -1,7 +1,9 @@
-//! Leader election with a `coordination.k8s.io` Lease, as client-go does it (kube-rs has none;
-//! the operator and the history server's retention sweeper use this one): the holder renews
-//! `renewTime`; others take over once `renewTime + leaseDurationSeconds` has passed. Writes
-//! carry the Lease's `resourceVersion`, so two candidates can never both win a round.
+//! Leader election with a `coordination.k8s.io` Lease, as client-go does it (kube-rs has none,
+//! and `kube-lease-manager` 0.12 is built on kube 4 and k8s-openapi 0.28, a second copy of both
+//! beside our kube 5; the operator and the history server's retention sweeper use this one):
+//! the holder renews `renewTime`; others take over once `renewTime + leaseDurationSeconds` has
+//! passed. Writes carry the Lease's `resourceVersion`, so two candidates can never both win a
+//! round.
 
 use std::time::Duration;
 
