@@ -86,7 +86,7 @@ static INDEX: LazyLock<Index> = LazyLock::new(|| {
     let version = format!("{:016x}", hasher.finish());
     let html = include_str!("../ui/index.html").replace("{{VERSION}}", &version);
     let etag = format!("\"{version}-index\"");
-    let signed_in_html = html.replace(HIDDEN_SIGN_OUT, "<a class=\"signout\" href=\"logout\">");
+    let signed_in_html = html.replace(HIDDEN_SIGN_OUT, &HIDDEN_SIGN_OUT.replace(" hidden", ""));
     let signed_in_etag = format!("\"{version}-index-signed-in\"");
     Index {
         version,

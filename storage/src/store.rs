@@ -29,7 +29,7 @@ const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
     /// Azure's REST calls that `object_store` lacks (appends, waiting for copies).
-    azure: Option<Arc<azure::AppendBlobs>>,
+    azure: Option<Arc<azure::AzureBlobs>>,
     kind: StorageKind,
     description: String,
     /// Whether the backend stores attributes such as Content-Type (local files do not).
@@ -56,7 +56,7 @@ impl Storage {
             Some(prefix) => Arc::new(PrefixStore::new(opened.store, prefix.clone())),
             None => opened.store,
         };
-        let azure = opened.append.map(|a| Arc::new(a.with_prefix(prefix)));
+        let azure = opened.azure.map(|a| Arc::new(a.with_prefix(prefix)));
         Ok(Self {
             store,
             azure,

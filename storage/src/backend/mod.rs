@@ -46,8 +46,8 @@ pub(crate) fn inner_schedule() -> backon::ExponentialBuilder {
 pub(crate) struct Opened {
     /// Ordinary operations.
     pub store: Arc<dyn ObjectStore>,
-    /// Appends, on backends that have them (Azure's append blobs).
-    pub append: Option<azure::AppendBlobs>,
+    /// Azure's own blob calls (appends, copy waits), on Azure only.
+    pub azure: Option<azure::AzureBlobs>,
 }
 
 /// Opens the backend `config` describes.
@@ -60,10 +60,7 @@ pub(crate) async fn open(config: &StorageConfig) -> Result<Opened> {
         // In-process memory needs no module of its own: one constructor call.
         Backend::Memory => Arc::new(object_store::memory::InMemory::new()),
     };
-    Ok(Opened {
-        store,
-        append: None,
-    })
+    Ok(Opened { store, azure: None })
 }
 
 /// Whether an answer with this HTTP status may pass on retry: a timeout, throttling or a

@@ -14,14 +14,15 @@ use crate::error::{Error, Result};
 /// Largest block one Append Block call takes.
 const MAX_BLOCK: usize = 4 * 1024 * 1024;
 
-/// Appends to append blobs in one container, under an optional key prefix.
+/// Azure's own blob calls in one container (appends here, copy waits in `copy.rs`), under an
+/// optional key prefix.
 #[derive(Debug, Clone)]
-pub struct AppendBlobs {
+pub struct AzureBlobs {
     pub(super) container: Container,
     prefix: Option<Path>,
 }
 
-impl AppendBlobs {
+impl AzureBlobs {
     pub(crate) fn new(container: Container) -> Self {
         Self {
             container,
@@ -30,8 +31,8 @@ impl AppendBlobs {
     }
 
     /// The same container with `prefix` put before every key.
-    pub fn with_prefix(&self, prefix: Option<Path>) -> AppendBlobs {
-        AppendBlobs {
+    pub fn with_prefix(&self, prefix: Option<Path>) -> AzureBlobs {
+        AzureBlobs {
             container: self.container.clone(),
             prefix,
         }

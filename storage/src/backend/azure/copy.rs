@@ -3,12 +3,14 @@
 //! deletes the source or trusts the destination next could lose bytes. A copy is awaited by
 //! reading the destination's copy status until it is no longer pending.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
 
 use http::HeaderMap;
 use object_store::path::Path;
 
-use super::AppendBlobs;
+use super::AzureBlobs;
 use crate::error::{Error, Result};
 
 /// The longest wait for one pending copy (same-account copies take seconds at most).
@@ -36,33 +38,54 @@ fn copy_state(headers: &HeaderMap) -> CopyState {
     }
 }
 
-impl AppendBlobs {
+/// Why one look at a copy did not end the wait.
+enum NotDone {
+    Pending,
+    Failed(Error),
+}
+
+impl AzureBlobs {
     /// Returns once the copy into `key` has finished; a failed or aborted copy is an error.
     pub async fn await_copy(&self, key: &Path) -> Result<()> {
         let blob = self.blob(key);
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(50);
-        loop {
-            let answer = self.container.blob_properties(&blob).await?;
+        let look = || async {
+            let answer = self
+                .container
+                .blob_properties(&blob)
+                .await
+                .map_err(NotDone::Failed)?;
             if !answer.status.is_success() {
-                return Err(answer.error("copy", key.as_ref()));
+                return Err(NotDone::Failed(answer.error("copy", key.as_ref())));
             }
             match copy_state(&answer.headers) {
-                CopyState::Done => return Ok(()),
-                CopyState::Failed(why) => {
-                    return Err(Error::backend("copy", key.as_ref(), why, false));
-                }
-                CopyState::Pending if started.elapsed() > COPY_WAIT => {
-                    let why = format!("still pending after {}s", COPY_WAIT.as_secs());
-                    return Err(Error::backend("copy", key.as_ref(), why, true));
-                }
-                CopyState::Pending => {
-                    tracing::debug!(%key, "copy pending, waiting");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(2));
-                }
+                CopyState::Done => Ok(()),
+                CopyState::Pending => Err(NotDone::Pending),
+                CopyState::Failed(why) => Err(NotDone::Failed(Error::backend(
+                    "copy",
+                    key.as_ref(),
+                    why,
+                    false,
+                ))),
             }
-        }
+        };
+        let schedule = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(2))
+            .with_total_delay(Some(COPY_WAIT))
+            .without_max_times();
+        // Only a pending copy is looked at again; other failures are the caller's to retry.
+        look.retry(schedule)
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, NotDone::Pending))
+            .notify(|_, _| tracing::debug!(%key, "copy pending, waiting"))
+            .await
+            .map_err(|e| match e {
+                NotDone::Failed(e) => e,
+                NotDone::Pending => {
+                    let why = format!("still pending after {}s", COPY_WAIT.as_secs());
+                    Error::backend("copy", key.as_ref(), why, true)
+                }
+            })
     }
 }
 

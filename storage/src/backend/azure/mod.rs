@@ -1,7 +1,7 @@
 //! The Azure Blob Storage backend: opening it ([`open`]), and the three things `object_store`
-//! cannot do — creating the container on first use, appending to append blobs
-//! ([`AppendBlobs`]) and waiting for a pending copy ([`copy`]) — done with a few REST calls of
-//! our own ([`rest`]).
+//! cannot do — creating the container on first use, appending to append blobs ([`append`])
+//! and waiting for a pending copy ([`copy`]), both on [`AzureBlobs`] — done with a few REST
+//! calls of our own ([`rest`]).
 
 mod append;
 mod copy;
@@ -13,7 +13,7 @@ use std::sync::Arc;
 use http::StatusCode;
 use object_store::azure::MicrosoftAzureBuilder;
 
-pub use append::AppendBlobs;
+pub use append::AzureBlobs;
 
 use super::Opened;
 use crate::config::AzureConfig;
@@ -45,7 +45,7 @@ pub(super) async fn open(config: &AzureConfig) -> Result<Opened> {
     ensure_container(&container, config).await?;
     Ok(Opened {
         store: Arc::new(store),
-        append: Some(AppendBlobs::new(container)),
+        azure: Some(AzureBlobs::new(container)),
     })
 }
 
