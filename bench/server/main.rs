@@ -7,8 +7,9 @@
 //!    Azurite (sizes above 1M on local disk only, and without the previous design, which
 //!    would hold about 12 GB of rows);
 //! 2. times cold loads of each in a child process per load, reporting its peak RSS: the
-//!    previous design, a first-ever load with the session index (parse, build, store), and a
-//!    load with the index present; the 100k session also under one core (`taskset -c 0`);
+//!    previous design, a first-ever load with the session index (parse and build; the load
+//!    does not wait for storing it), and a load with the index present; the 100k session
+//!    also under one core (`taskset -c 0`);
 //! 3. runs a fresh release server per design and size: the first answer of
 //!    `api/v0/tasks?limit=100`, then `wrk -c 64` on it (warm), then the server's RSS;
 //! 4. stores a 1 GiB log and times the tail of its last 1,000 lines over HTTP.
@@ -86,6 +87,33 @@ async fn load(
         peak_rss_mib(),
         loaded.state.tasks.len()
     );
+    // The index is stored in the background after the first answer: the next load of this
+    // session must find it.
+    if index_dir.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while index_keys(&storage, &name).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the session index was not stored"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The stored session index objects of a generated session.
+async fn index_keys(storage: &Storage, session: &SessionName) -> Vec<object_store::path::Path> {
+    let cluster = ClusterRef::new(CLUSTER, CLUSTER_ID).unwrap();
+    let objects: Vec<_> = storage
+        .list(Some(&cluster.session_prefix(session)))
+        .try_collect()
+        .await
+        .unwrap();
+    objects
+        .into_iter()
+        .map(|o| o.location)
+        .filter(|key| matches!(Key::parse(key), Ok(Key::SessionIndex { .. })))
+        .collect()
 }
 
 async fn open_storage(storage_url: &str, connection: Option<String>) -> Storage {
@@ -148,13 +176,9 @@ fn cold_load(
 
 /// Deletes the stored index of a generated session, so that the next load is a first one.
 async fn drop_index(storage: &Storage, tasks: u64) {
-    let cluster = ClusterRef::new(CLUSTER, CLUSTER_ID).unwrap();
-    let prefix = cluster.session_prefix(&SessionName::new(&session_name(tasks)).unwrap());
-    let objects: Vec<_> = storage.list(Some(&prefix)).try_collect().await.unwrap();
-    for object in objects {
-        if matches!(Key::parse(&object.location), Ok(Key::SessionIndex { .. })) {
-            storage.delete(&object.location).await.unwrap();
-        }
+    let session = SessionName::new(&session_name(tasks)).unwrap();
+    for key in index_keys(storage, &session).await {
+        storage.delete(&key).await.unwrap();
     }
 }
 
@@ -318,7 +342,7 @@ async fn run(out_dir: PathBuf) {
                 let (first_s, first_rss, n) = load(Design::Indexed, false);
                 let (again_s, again_rss, _) = load(Design::Indexed, false);
                 report.push(format!(
-                    "{label}, {tasks} tasks ({n} rows, {} MiB of events), cold load: previous design not run (it holds every row in memory, ~1.2 GB per million tasks) | first-ever (parse, build and store the index) {first_s:.2} s, {first_rss:.0} MiB | index present {again_s:.2} s, {again_rss:.0} MiB",
+                    "{label}, {tasks} tasks ({n} rows, {} MiB of events), cold load: previous design not run (it holds every row in memory, ~1.2 GB per million tasks) | first-ever (parse and build the index) {first_s:.2} s, {first_rss:.0} MiB | index present {again_s:.2} s, {again_rss:.0} MiB",
                     bytes >> 20,
                 ));
                 eprintln!("{}", report.last().unwrap());
@@ -329,7 +353,7 @@ async fn run(out_dir: PathBuf) {
             let (first_s, first_rss, _) = load(Design::Indexed, false);
             let (again_s, again_rss, _) = load(Design::Indexed, false);
             report.push(format!(
-                "{label}, {tasks} tasks ({n} rows, {} MiB of events), cold load: previous design {prev_s:.2} s, {prev_rss:.0} MiB peak | first-ever (parse, build and store the index) {first_s:.2} s, {first_rss:.0} MiB ({:.2}x the previous) | index present {again_s:.2} s, {again_rss:.0} MiB ({:.1}x faster, {:.1}x less memory)",
+                "{label}, {tasks} tasks ({n} rows, {} MiB of events), cold load: previous design {prev_s:.2} s, {prev_rss:.0} MiB peak | first-ever (parse and build the index) {first_s:.2} s, {first_rss:.0} MiB ({:.2}x the previous) | index present {again_s:.2} s, {again_rss:.0} MiB ({:.1}x faster, {:.1}x less memory)",
                 bytes >> 20,
                 first_s / prev_s,
                 prev_s / again_s,

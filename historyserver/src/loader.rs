@@ -95,7 +95,8 @@ pub fn worker_file(files: &[LogFile], prefix: &str, suffix: &str) -> Option<Stri
 }
 
 /// Loads a session: from its stored index when it is finished and has a valid one, else by
-/// merging every event file (and then, when finished, storing its index). `index_dir` is
+/// merging every event file (and then, when finished, storing its index in the background,
+/// so that a restart or another replica finds it). `index_dir` is
 /// where local copies of indexes go; `None` turns indexes off.
 pub async fn load(
     storage: &Storage,
@@ -178,8 +179,14 @@ pub async fn load(
         Some(dir) => {
             match build_index(storage, event_files.clone(), ended_ns, fingerprint, dir).await? {
                 Ok((state, file)) => {
-                    let stale = indexes.iter().map(|(key, _)| key);
-                    store_index(storage, file, &index_key, damaged, stale).await;
+                    // The session answers from the local file already; storing the index
+                    // can take seconds on a remote store, so the first answer does not wait
+                    // for it (if the server stops first, the next load builds it again).
+                    let storage = storage.clone();
+                    let stale: Vec<Path> = indexes.into_iter().map(|(key, _)| key).collect();
+                    tokio::spawn(async move {
+                        store_index(&storage, file, &index_key, damaged, &stale).await
+                    });
                     Some(state)
                 }
                 Err(e) => {
@@ -288,7 +295,7 @@ async fn store_index(
     file: std::fs::File,
     key: &Path,
     damaged: bool,
-    stale: impl Iterator<Item = &Path>,
+    stale: &[Path],
 ) {
     let stored = async {
         let len = file
@@ -302,7 +309,7 @@ async fn store_index(
             storage.delete(key).await?;
         }
         let created = storage.put_file_if_absent(key, file, len).await?;
-        for old in stale.filter(|old| *old != key) {
+        for old in stale.iter().filter(|old| *old != key) {
             storage.delete(old).await?;
         }
         Ok::<_, ray_history_storage::Error>(created)

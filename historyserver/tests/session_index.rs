@@ -6,6 +6,7 @@
 mod support;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::path::Path;
@@ -53,6 +54,46 @@ async fn index_objects(storage: &Storage) -> Vec<Path> {
         .map(|o| o.location)
         .filter(|p| matches!(Key::parse(p), Ok(Key::SessionIndex { .. })))
         .collect()
+}
+
+/// The stored index objects once `done` holds for them, or after 30 s: an index is stored in
+/// the background after the first answer.
+async fn index_objects_when(storage: &Storage, done: impl Fn(&[Path]) -> bool) -> Vec<Path> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let objects = index_objects(storage).await;
+        if done(&objects) || Instant::now() > deadline {
+            return objects;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The stored index objects once there is one.
+async fn stored_index(storage: &Storage) -> Vec<Path> {
+    index_objects_when(storage, |found| !found.is_empty()).await
+}
+
+/// Opens the index stored at `key` once it is a valid one, or fails after 30 s.
+async fn valid_index(storage: &Storage, key: &Path, fingerprint: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let opened = match storage.get(key).await {
+            Ok(bytes) => {
+                let local = tempfile::tempfile().unwrap();
+                std::io::Write::write_all(&mut &local, &bytes).unwrap();
+                session_index::open(local, fingerprint)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match opened {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("no valid index at {key}: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
 
 /// Requests whose answers must not depend on where the rows come from.
@@ -120,7 +161,7 @@ async fn recorded_session_answers_the_same_from_its_index() {
     let (status, _) =
         support::get_json(&format!("{}/api/v0/tasks", prefix(&indexed, session))).await;
     assert_eq!(status, 200);
-    let stored = index_objects(&storage).await;
+    let stored = stored_index(&storage).await;
     assert_eq!(
         stored.len(),
         1,
@@ -170,7 +211,7 @@ async fn a_damaged_truncated_or_foreign_index_is_ignored_and_rebuilt() {
         std::slice::from_ref(&tasks),
     )
     .await;
-    let key = index_objects(&storage).await.remove(0);
+    let key = stored_index(&storage).await.remove(0);
     let good = storage.get(&key).await.unwrap().to_vec();
     let fingerprint = match Key::parse(&key).unwrap() {
         Key::SessionIndex { fingerprint, .. } => fingerprint,
@@ -199,13 +240,9 @@ async fn a_damaged_truncated_or_foreign_index_is_ignored_and_rebuilt() {
         )
         .await;
         // Rebuilt in place: one index again, valid.
+        valid_index(&storage, &key, fingerprint).await;
         let stored = index_objects(&storage).await;
         assert_eq!(stored, vec![key.clone()], "{what}");
-        let rebuilt = storage.get(&key).await.unwrap();
-        let local = tempfile::tempfile().unwrap();
-        std::io::Write::write_all(&mut &local, &rebuilt).unwrap();
-        session_index::open(local, fingerprint)
-            .unwrap_or_else(|e| panic!("{what}: the rebuilt index is not valid: {e}"));
     }
 }
 
@@ -217,7 +254,7 @@ async fn late_events_make_a_new_index_and_the_old_one_goes() {
     let index_dir = tempfile::tempdir().unwrap();
     let (_, indexed) = servers(&storage, &index_dir).await;
     support::get_json(&format!("{}/api/v0/tasks", prefix(&indexed, session))).await;
-    let first = index_objects(&storage).await;
+    let first = stored_index(&storage).await;
     assert_eq!(first.len(), 1);
     // A node's collector uploads its last events after the session was indexed.
     let cluster = ClusterRef::new(support::CLUSTER, support::CLUSTER_ID).unwrap();
@@ -244,7 +281,7 @@ async fn late_events_make_a_new_index_and_the_old_one_goes() {
         &["events".to_string(), "api/v0/tasks?limit=1000".to_string()],
     )
     .await;
-    let second = index_objects(&storage).await;
+    let second = index_objects_when(&storage, |found| found.len() == 1 && found != first).await;
     assert_eq!(second.len(), 1, "{second:?}");
     assert_ne!(second, first, "late events must make a new index");
 }
@@ -263,16 +300,13 @@ async fn two_servers_building_at_once_leave_one_valid_index() {
     let (_, expected) = support::get_json(&url(&reference)).await;
     assert_eq!(ra.1, expected);
     assert_eq!(rb.1, expected);
-    let stored = index_objects(&storage).await;
-    assert_eq!(stored.len(), 1, "{stored:?}");
+    let stored = stored_index(&storage).await;
     let fingerprint = match Key::parse(&stored[0]).unwrap() {
         Key::SessionIndex { fingerprint, .. } => fingerprint,
         other => panic!("{other:?}"),
     };
-    let bytes = storage.get(&stored[0]).await.unwrap();
-    let local = tempfile::tempfile().unwrap();
-    std::io::Write::write_all(&mut &local, &bytes).unwrap();
-    session_index::open(local, fingerprint).unwrap();
+    valid_index(&storage, &stored[0], fingerprint).await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
 }
 
 /// Random task-list queries over the generated session's columns and values.
@@ -340,7 +374,7 @@ fn generated_session_answers_the_same_from_its_index_under_random_queries() {
         &indexed,
         &["api/v0/tasks".to_string()],
     ));
-    assert_eq!(runtime.block_on(index_objects(&storage)).len(), 1);
+    assert_eq!(runtime.block_on(stored_index(&storage)).len(), 1);
     proptest!(ProptestConfig::with_cases(48), |(path in query())| {
         runtime.block_on(same_answers(&reference, &indexed, &[path]));
     });
