@@ -38,6 +38,7 @@ impl Builder {
     /// A builder that moves its task rows to `spill` whenever it holds [`SPILL_ROWS`] of them.
     pub fn spilling(spill: Arc<TaskSpill>) -> Self {
         Builder {
+            tasks: TaskRows::unmerged(),
             spill: Some(spill),
             ..Builder::default()
         }
@@ -81,7 +82,7 @@ impl Builder {
         if self.tasks.len() >= SPILL_ROWS
             && let Some(spill) = &self.spill
         {
-            spill.put(self.tasks.take());
+            spill.put(self.tasks.take_leaving_room(SPILL_ROWS));
         }
     }
 

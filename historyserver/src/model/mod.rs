@@ -40,6 +40,40 @@ mod task;
 /// Interned text shared by many rows (function names, resource maps, runtime envs).
 pub type Text = Arc<str>;
 
+/// Texts a thread decoded lately, shared by the rows it decodes next.
+const RECENT_TEXTS: usize = 4096;
+
+/// Deserializes a [`Text`], sharing one allocation with an equal text this thread decoded
+/// lately: decoded rows (spilled rows, index blocks) repeat the same few names, resource maps
+/// and file names, and allocating each of them anew for every row was a large part of
+/// building an index.
+fn recent_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Text;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Text, E> {
+            thread_local! {
+                static RECENT: std::cell::RefCell<foldhash::HashSet<Text>> = Default::default();
+            }
+            Ok(RECENT.with_borrow_mut(|recent| {
+                if let Some(found) = recent.get(text) {
+                    return found.clone();
+                }
+                if recent.len() >= RECENT_TEXTS {
+                    recent.clear();
+                }
+                let new = Text::from(text);
+                recent.insert(new.clone());
+                new
+            }))
+        }
+    }
+    deserializer.deserialize_str(Visitor)
+}
+
 /// Keeps `new` (carried by an update stamped `new_stamp`) over `slot` when its update is
 /// later; equal stamps are broken by value, so the result never depends on the order.
 fn take_stamped<T: PartialOrd>(

@@ -143,6 +143,7 @@ impl TaskType {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct ErrorInfo {
     /// e.g. `TASK_EXECUTION_EXCEPTION`.
+    #[serde(deserialize_with = "super::recent_text")]
     pub error_type: Text,
     /// The formatted exception.
     pub message: Box<str>,
@@ -153,7 +154,9 @@ pub struct ErrorInfo {
     Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub struct TaskLogInfo {
+    #[serde(deserialize_with = "super::recent_text")]
     pub stdout_file: Text,
+    #[serde(deserialize_with = "super::recent_text")]
     pub stderr_file: Text,
     pub stdout_start: i64,
     pub stdout_end: i64,
@@ -169,16 +172,21 @@ pub struct ProfileEvent {
     /// End, nanoseconds since the epoch.
     pub end_ns: u64,
     /// e.g. `task:execute`.
+    #[serde(deserialize_with = "super::recent_text")]
     pub name: Text,
     /// JSON text Ray attached.
+    #[serde(deserialize_with = "super::recent_text")]
     pub extra_data: Text,
 }
 
 /// Profiling data of a task attempt.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
+    #[serde(deserialize_with = "super::recent_text")]
     pub component_type: Text,
+    #[serde(deserialize_with = "super::recent_text")]
     pub component_id: Text,
+    #[serde(deserialize_with = "super::recent_text")]
     pub node_ip_address: Text,
     pub events: Vec<ProfileEvent>,
     /// Taken whole from a head snapshot (millisecond times): replaced by any event data.
@@ -188,18 +196,24 @@ pub struct Profile {
 /// Definition fields of a task attempt.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TaskDefinition {
+    #[serde(deserialize_with = "super::recent_text")]
     pub name: Text,
+    #[serde(deserialize_with = "super::recent_text")]
     pub func_or_class_name: Text,
     pub task_type: Option<TaskType>,
+    #[serde(deserialize_with = "super::recent_text")]
     pub language: Text,
     pub job_id: Option<JobId>,
     pub actor_id: Option<ActorId>,
     pub parent_task_id: Option<TaskId>,
     pub placement_group_id: Option<PlacementGroupId>,
     /// JSON object text, e.g. `{"CPU":1.0}`.
+    #[serde(deserialize_with = "super::recent_text")]
     pub required_resources: Text,
+    #[serde(deserialize_with = "super::recent_text")]
     pub serialized_runtime_env: Text,
     /// JSON text of `runtime_env_config`, when the event carried one.
+    #[serde(deserialize_with = "super::recent_text")]
     pub runtime_env_config: Text,
 }
 
@@ -414,11 +428,26 @@ impl Task {
 pub(super) struct TaskRows {
     rows: Vec<Task>,
     index: foldhash::HashMap<(TaskId, u32), u32>,
+    /// Rows are only collected: a spilling builder's rows are merged by partition later, and
+    /// the updates of one attempt rarely share a file, so merging them here costs a hash map
+    /// for nothing.
+    unmerged: bool,
 }
 
 impl TaskRows {
+    /// Rows that [`TaskRows::add`] collects without merging.
+    pub(super) fn unmerged() -> Self {
+        TaskRows {
+            unmerged: true,
+            ..TaskRows::default()
+        }
+    }
+
     /// Merges `task` into its attempt's row, or adds a row.
     pub(super) fn add(&mut self, task: Task) {
+        if self.unmerged {
+            return self.rows.push(task);
+        }
         match self.index.entry((task.task_id, task.attempt)) {
             Entry::Occupied(e) => self.rows[*e.get() as usize].merge(task),
             Entry::Vacant(e) => {
@@ -434,8 +463,14 @@ impl TaskRows {
 
     /// Takes every row out.
     pub(super) fn take(&mut self) -> Vec<Task> {
+        self.take_leaving_room(0)
+    }
+
+    /// Takes every row out, leaving room for `rows` more (rows are big: growing a vector
+    /// of them again and again is a copy of each, many times over).
+    pub(super) fn take_leaving_room(&mut self, rows: usize) -> Vec<Task> {
         self.index.clear();
-        std::mem::take(&mut self.rows)
+        std::mem::replace(&mut self.rows, Vec::with_capacity(rows))
     }
 
     pub(super) fn into_vec(self) -> Vec<Task> {
