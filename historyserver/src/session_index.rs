@@ -28,7 +28,6 @@ use std::path::Path as FsPath;
 
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -106,18 +105,23 @@ pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
     )
 }
 
-/// Blocks encoded at once, in parallel on the rayon pool.
+/// Blocks handed to the block writer at once.
 const BLOCKS_PER_BATCH: usize = 32;
 
-/// Writes an index file a row at a time, rows in their final order: blocks are compressed
-/// in parallel batches and the columns are built as the rows pass, so no more than a batch
-/// of rows is in memory.
+/// The start of an index file and where its task blocks are.
+type Written = (Checksummed<io::BufWriter<File>>, Vec<(u64, u32)>);
+
+/// Writes an index file a row at a time, rows in their final order: the columns are built
+/// as the rows pass, and batches of blocks are encoded and written by a thread of their own
+/// while the next batch comes (the rows come from one merging thread), so no more than two
+/// batches of rows are in memory.
 pub struct IndexWriter {
-    out: Checksummed<io::BufWriter<File>>,
     file: File,
     fingerprint: u64,
     batch: Vec<Vec<Task>>,
-    blocks: Vec<(u64, u32)>,
+    /// `None` once finished.
+    batches: Option<std::sync::mpsc::SyncSender<Vec<Vec<Task>>>>,
+    writer: Option<std::thread::JoinHandle<io::Result<Written>>>,
     columns: ColumnsBuilder,
     rows: u64,
 }
@@ -128,12 +132,28 @@ impl IndexWriter {
         let mut out = Checksummed::new(io::BufWriter::with_capacity(1 << 20, file.try_clone()?));
         out.write_all(MAGIC)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<Vec<Task>>>(1);
+        // A thread outside the rayon pool: the rows often come from a pool thread, which
+        // must not wait for work queued behind itself (a pool of one thread, under one core).
+        let writer = std::thread::Builder::new()
+            .name("index-blocks".into())
+            .spawn(move || {
+                let mut blocks = Vec::new();
+                for batch in incoming {
+                    for rows in batch.iter().filter(|rows| !rows.is_empty()) {
+                        let block = encode_block(rows)?;
+                        blocks.push((out.written, block.len() as u32));
+                        out.write_all(&block)?;
+                    }
+                }
+                Ok((out, blocks))
+            })?;
         Ok(IndexWriter {
-            out,
             file,
             fingerprint,
             batch: vec![Vec::with_capacity(ROWS_PER_BLOCK)],
-            blocks: Vec::new(),
+            batches: Some(batches),
+            writer: Some(writer),
             columns: ColumnsBuilder::default(),
             rows: 0,
         })
@@ -147,54 +167,62 @@ impl IndexWriter {
         last.push(task);
         if last.len() == ROWS_PER_BLOCK {
             if self.batch.len() == BLOCKS_PER_BATCH {
-                self.write_batch()?;
+                self.send_batch()?;
             }
             self.batch.push(Vec::with_capacity(ROWS_PER_BLOCK));
         }
         Ok(())
     }
 
-    fn write_batch(&mut self) -> io::Result<()> {
-        let encoded: Vec<Vec<u8>> = self
-            .batch
-            .par_iter()
-            .filter(|rows| !rows.is_empty())
-            .map(|rows| encode_block(rows))
-            .collect::<io::Result<_>>()?;
-        self.batch.clear();
-        for block in encoded {
-            self.blocks.push((self.out.written, block.len() as u32));
-            self.out.write_all(&block)?;
+    fn send_batch(&mut self) -> io::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BLOCKS_PER_BATCH));
+        let sent = self.batches.as_ref().map(|batches| batches.send(batch));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The writer stopped: its error says why.
+            _ => self.join_writer().map(drop),
         }
-        Ok(())
+    }
+
+    /// Waits for the block writer to write everything sent to it.
+    fn join_writer(&mut self) -> io::Result<Written> {
+        self.batches = None;
+        let writer = self
+            .writer
+            .take()
+            .ok_or_else(|| io::Error::other("the index block writer has stopped"))?;
+        writer
+            .join()
+            .map_err(|_| io::Error::other("the index block writer panicked"))?
     }
 
     /// Writes the columns, the rest of the session and the footer; returns the file, the
     /// columns and the session's rows in the file.
     pub fn finish(mut self, rest: &SessionRest) -> io::Result<(File, Columns, RowFile)> {
-        self.write_batch()?;
+        self.send_batch()?;
+        let (mut out, blocks) = self.join_writer()?;
         let columns = self.columns.finish();
-        let columns_at = write_section(&mut self.out, &columns)?;
-        let rest_at = write_section(&mut self.out, rest)?;
+        let columns_at = write_section(&mut out, &columns)?;
+        let rest_at = write_section(&mut out, rest)?;
         let footer = postcard::to_stdvec(&Footer {
             version: FORMAT_VERSION,
             fingerprint: self.fingerprint,
             rows: self.rows,
             rows_per_block: ROWS_PER_BLOCK as u32,
-            blocks: self.blocks.clone(),
+            blocks: blocks.clone(),
             columns: columns_at,
             rest: rest_at,
         })
         .map_err(io::Error::other)?;
-        self.out.write_all(&footer)?;
-        self.out.write_all(&(footer.len() as u32).to_le_bytes())?;
-        let crc = self.out.crc.clone().finalize();
-        let mut inner = self.out.inner;
+        out.write_all(&footer)?;
+        out.write_all(&(footer.len() as u32).to_le_bytes())?;
+        let crc = out.crc.clone().finalize();
+        let mut inner = out.inner;
         inner.write_all(&crc.to_le_bytes())?;
         inner.write_all(MAGIC)?;
         inner.flush()?;
         drop(inner);
-        let rows = RowFile::new(self.file.try_clone()?, self.blocks, ROWS_PER_BLOCK as u32);
+        let rows = RowFile::new(self.file.try_clone()?, blocks, ROWS_PER_BLOCK as u32);
         Ok((self.file, columns, rows))
     }
 }
