@@ -23,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
+use ray_history_server::loader::IndexDir;
 use ray_history_storage::layout::Key;
 use ray_history_storage::layout::{ClusterRef, MetaRef, NodeId, SessionName};
 use ray_history_storage::metadata::SessionMetadata;
@@ -78,7 +79,8 @@ async fn load(
     let started = Instant::now();
     let meta: SessionMetadata =
         serde_json::from_slice(&storage.get(&meta_ref.metadata(&name)).await.unwrap()).unwrap();
-    let loaded = ray_history_server::loader::load(&storage, meta, Vec::new(), index_dir)
+    let index_dir = index_dir.map(IndexDir::new);
+    let loaded = ray_history_server::loader::load(&storage, meta, Vec::new(), index_dir.as_ref())
         .await
         .unwrap();
     let secs = started.elapsed().as_secs_f64();
@@ -89,15 +91,12 @@ async fn load(
     );
     // The index is stored in the background after the first answer: the next load of this
     // session must find it.
-    if index_dir.is_some() {
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while index_keys(&storage, &name).await.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "the session index was not stored"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    if let Some(dir) = index_dir {
+        assert!(
+            dir.uploads_ended(Duration::from_secs(600)).await,
+            "the session index was not stored in 10 min"
+        );
+        assert!(!index_keys(&storage, &name).await.is_empty());
     }
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use crate::Error;
 use crate::catalog::SessionEntry;
-use crate::loader::{self, SharedSession};
+use crate::loader::{self, IndexDir, SharedSession};
 use crate::metrics::Metrics;
 
 type CacheKey = (MetaRef, SessionName);
@@ -33,7 +33,7 @@ pub struct SessionCache {
     reloading: Arc<Mutex<HashSet<CacheKey>>>,
     metrics: Arc<Metrics>,
     /// Where local copies of session indexes go; `None`: sessions are not indexed.
-    index_dir: Option<Arc<std::path::Path>>,
+    index_dir: Option<IndexDir>,
 }
 
 impl SessionCache {
@@ -60,7 +60,7 @@ impl SessionCache {
             loads: Arc::new(Semaphore::new(max_loads)),
             reloading: Arc::new(Mutex::new(HashSet::new())),
             metrics,
-            index_dir: index_dir.map(Arc::from),
+            index_dir: index_dir.map(IndexDir::new),
         }
     }
 
@@ -90,7 +90,7 @@ impl SessionCache {
                 let _permit = loads.acquire().await.map_err(|_| Error::Worker)?;
                 metrics.cache_misses.inc();
                 let started = std::time::Instant::now();
-                let loaded = loader::load(&storage, meta, nodes, index_dir.as_deref()).await?;
+                let loaded = loader::load(&storage, meta, nodes, index_dir.as_ref()).await?;
                 metrics
                     .load_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -104,6 +104,15 @@ impl SessionCache {
             .cache_bytes
             .set(self.cache.weighted_size() as i64);
         Ok(loaded)
+    }
+
+    /// Waits until the session indexes being stored are stored, at most `timeout`; `false` if
+    /// some were not.
+    pub async fn index_uploads_ended(&self, timeout: Duration) -> bool {
+        match &self.index_dir {
+            Some(dir) => dir.uploads_ended(timeout).await,
+            None => true,
+        }
     }
 
     /// Loads a fresh copy of a session in the background and swaps it in when ready.
@@ -123,7 +132,7 @@ impl SessionCache {
                 Ok(_permit) => {
                     let started = std::time::Instant::now();
                     let loaded =
-                        loader::load(&this.storage, meta, nodes, this.index_dir.as_deref()).await;
+                        loader::load(&this.storage, meta, nodes, this.index_dir.as_ref()).await;
                     this.metrics
                         .load_seconds
                         .observe(started.elapsed().as_secs_f64());

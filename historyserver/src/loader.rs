@@ -4,8 +4,9 @@
 //! order-independent, so completion order does not matter).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt};
@@ -14,6 +15,7 @@ use ray_history_storage::Storage;
 use ray_history_storage::layout::{ClusterRef, Key, NodeId, SessionName};
 use ray_history_storage::metadata::{NodeMetadata, SessionMetadata, SessionState};
 use rayon::prelude::*;
+use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::events::{self, FileKind};
@@ -94,6 +96,35 @@ pub fn worker_file(files: &[LogFile], prefix: &str, suffix: &str) -> Option<Stri
         .map(|f| f.relative.clone())
 }
 
+/// Where a server keeps the local copies of session indexes, and the uploads of new ones
+/// still in flight: a shutdown waits for those, so that an index built just before it is kept.
+#[derive(Debug, Clone)]
+pub struct IndexDir {
+    path: Arc<std::path::Path>,
+    uploads: TaskTracker,
+}
+
+impl IndexDir {
+    /// Local copies kept in `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        IndexDir {
+            path: Arc::from(path.into()),
+            uploads: TaskTracker::new(),
+        }
+    }
+
+    /// Waits until the uploads started so far have ended, at most `timeout`; `false` if some
+    /// were still running.
+    pub async fn uploads_ended(&self, timeout: Duration) -> bool {
+        self.uploads.close();
+        let ended = tokio::time::timeout(timeout, self.uploads.wait())
+            .await
+            .is_ok();
+        self.uploads.reopen();
+        ended
+    }
+}
+
 /// Loads a session: from its stored index when it is finished and has a valid one, else by
 /// merging every event file (and then, when finished, storing its index in the background,
 /// so that a restart or another replica finds it). `index_dir` is
@@ -102,7 +133,7 @@ pub async fn load(
     storage: &Storage,
     meta: SessionMetadata,
     nodes: Vec<NodeMetadata>,
-    index_dir: Option<&std::path::Path>,
+    index_dir: Option<&IndexDir>,
 ) -> Result<LoadedSession, Error> {
     let started = Instant::now();
     let cluster = ClusterRef::new(meta.cluster_name.as_str(), meta.cluster_id.as_str())
@@ -146,7 +177,7 @@ pub async fn load(
     if let Some(dir) = index_dir
         && let Some((_, size)) = stored_index
     {
-        match session_index::fetch(storage, &index_key, *size, fingerprint, dir).await {
+        match session_index::fetch(storage, &index_key, *size, fingerprint, &dir.path).await {
             Ok(state) => {
                 tracing::info!(
                     session = %meta.session_name,
@@ -177,14 +208,22 @@ pub async fn load(
         .and_then(|t| u64::try_from(t).ok());
     let built = match index_dir {
         Some(dir) => {
-            match build_index(storage, event_files.clone(), ended_ns, fingerprint, dir).await? {
+            match build_index(
+                storage,
+                event_files.clone(),
+                ended_ns,
+                fingerprint,
+                &dir.path,
+            )
+            .await?
+            {
                 Ok((state, file)) => {
                     // The session answers from the local file already; storing the index
                     // can take seconds on a remote store, so the first answer does not wait
                     // for it (if the server stops first, the next load builds it again).
                     let storage = storage.clone();
                     let stale: Vec<Path> = indexes.into_iter().map(|(key, _)| key).collect();
-                    tokio::spawn(async move {
+                    dir.uploads.spawn(async move {
                         store_index(&storage, file, &index_key, damaged, &stale).await
                     });
                     Some(state)

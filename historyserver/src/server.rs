@@ -54,6 +54,10 @@ pub async fn state(storage: Storage, args: &ServeArgs) -> Result<AppState, Error
     })
 }
 
+/// How long a stopping server waits for session indexes still being stored (within
+/// Kubernetes' default 30 s grace period).
+const INDEX_UPLOAD_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Serves on an already bound listener until `shutdown` resolves; the index is refreshed
 /// every `--refresh-interval` meanwhile. Connections are served by hyper directly (rather
 /// than `axum::serve`) for a header read timeout: a client that connects and sends nothing,
@@ -66,6 +70,7 @@ pub async fn serve_on(
 ) -> Result<(), Error> {
     let refresher = tokio::spawn(state.catalog.clone().run(args.refresh_interval));
     let sweeper = start_sweeper(&state, args).await?;
+    let cache = state.cache.clone();
     let app = api::app(state);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -115,6 +120,11 @@ pub async fn serve_on(
     }
     drop(listener);
     graceful.shutdown().await;
+    if !cache.index_uploads_ended(INDEX_UPLOAD_GRACE).await {
+        tracing::warn!(
+            "stopping with a session index still being stored; it is built again on its next load"
+        );
+    }
     refresher.abort();
     if let Some(sweeper) = sweeper {
         sweeper.abort();

@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use ray_history_server::session_index;
 use ray_history_storage::layout::{ClusterRef, Key, NodeId, SessionName};
 use ray_history_storage::{Storage, StorageConfig};
-use ray_history_testkit::generated;
+use ray_history_testkit::{Azurite, generated};
 
 /// The recorded session and its head node id.
 fn recorded() -> (PathBuf, &'static str, String) {
@@ -307,6 +307,49 @@ async fn two_servers_building_at_once_leave_one_valid_index() {
     };
     valid_index(&storage, &stored[0], fingerprint).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_stopped_right_after_its_first_answer_stores_the_index_before_it_exits() {
+    // Azurite: an upload takes long enough there that a shutdown not waiting for it would
+    // return first.
+    let storage = Storage::open(&Azurite::shared().storage_config("index-on-stop"))
+        .await
+        .unwrap();
+    let tasks = 100_000;
+    let files = generated::generate(tasks);
+    generated::store_session(&storage, tasks, &files).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = support::serve_args();
+    args.session_index_dir = Some(dir.path().to_path_buf());
+    let state = ray_history_server::server::state(storage.clone(), &args)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        ray_history_server::server::serve_on(listener, state, &args, stopped).await
+    });
+    let url = format!(
+        "{base}/sessions/{}/{}/{}/api/v0/tasks?limit=1",
+        generated::NAMESPACE,
+        generated::CLUSTER,
+        generated::session_name(tasks)
+    );
+    let (status, _) = support::get_json(&url).await;
+    assert_eq!(status, 200);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let stored = index_objects(&storage).await;
+    assert_eq!(
+        stored.len(),
+        1,
+        "the stopped server left no index: {stored:?}"
+    );
 }
 
 /// Random task-list queries over the generated session's columns and values.
