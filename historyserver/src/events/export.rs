@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{StateTimes, flex_i64, flex_u64, nullable_text, resources_text};
+use super::{RawJson, StateTimes, flex_i64, flex_u64, nullable_text, resources_text};
 use crate::ids::Id;
 use crate::model::{
     ActorDefinition, ActorState, ActorTransition, ActorUpdate, Builder, DriverJob, ErrorInfo,
@@ -60,9 +60,13 @@ fn sniff_source_type(line: &[u8]) -> Option<&[u8]> {
 
 /// Parses one line; `false` when it is corrupt or of an unknown type.
 pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
-    // Fast path for the bulk of a session: task events parsed in a single pass.
+    // Fast path for the bulk of a session: task events parsed in a single pass, by a SIMD
+    // parser (sonic-rs parses these lines in about half the time of serde_json). The line is
+    // checked to be UTF-8 first: sonic-rs does not check the values it keeps raw, and a raw
+    // value must be text. A line it refuses is parsed again below.
     if sniff_source_type(line) == Some(b"EXPORT_TASK")
-        && let Ok(typed) = serde_json::from_slice::<Typed<TaskData>>(line)
+        && let Ok(text) = std::str::from_utf8(line)
+        && let Ok(typed) = sonic_rs::from_str::<Typed<TaskData<sonic_rs::LazyValue>>>(text)
     {
         let ts_ns = typed.timestamp.unwrap_or(0).saturating_mul(1_000_000_000);
         task(typed.event_data, ts_ns, builder);
@@ -74,7 +78,7 @@ pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
     let ts_ns = line.timestamp.unwrap_or(0).saturating_mul(1_000_000_000);
     let data = line.event_data.get();
     match line.source_type.as_ref() {
-        "EXPORT_TASK" => serde_json::from_str(data).map(|t| task(t, ts_ns, builder)),
+        "EXPORT_TASK" => serde_json::from_str::<TaskData>(data).map(|t| task(t, ts_ns, builder)),
         "EXPORT_ACTOR" => serde_json::from_str(data).map(|a| actor(a, ts_ns, builder)),
         "EXPORT_DRIVER_JOB" => serde_json::from_str(data).map(|j| driver_job(j, builder)),
         "EXPORT_SUBMISSION_JOB" => {
@@ -89,8 +93,10 @@ pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
     .is_ok()
 }
 
+/// `R` is how the parser keeps a JSON value whole.
 #[derive(Deserialize)]
-struct TaskData<'a> {
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+struct TaskData<'a, R = &'a RawValue> {
     #[serde(borrow)]
     task_id: Cow<'a, str>,
     #[serde(default)]
@@ -98,7 +104,7 @@ struct TaskData<'a> {
     #[serde(default, borrow, deserialize_with = "nullable_text")]
     job_id: Cow<'a, str>,
     #[serde(default, borrow)]
-    task_info: Option<TaskInfo<'a>>,
+    task_info: Option<TaskInfo<'a, R>>,
     #[serde(default, borrow)]
     state_updates: Option<StateUpdates<'a>>,
     #[serde(default, borrow)]
@@ -106,7 +112,8 @@ struct TaskData<'a> {
 }
 
 #[derive(Deserialize)]
-struct TaskInfo<'a> {
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+struct TaskInfo<'a, R> {
     #[serde(default, borrow, deserialize_with = "nullable_text")]
     name: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -121,18 +128,19 @@ struct TaskInfo<'a> {
     actor_id: Cow<'a, str>,
     #[serde(default, borrow)]
     placement_group_id: Cow<'a, str>,
+    #[serde(default)]
+    required_resources: Option<R>,
     #[serde(default, borrow)]
-    required_resources: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    runtime_env_info: Option<RuntimeEnvInfo<'a>>,
+    runtime_env_info: Option<RuntimeEnvInfo<'a, R>>,
 }
 
 #[derive(Deserialize)]
-pub(crate) struct RuntimeEnvInfo<'a> {
+#[serde(bound(deserialize = "R: Deserialize<'de>"))]
+pub(crate) struct RuntimeEnvInfo<'a, R = &'a RawValue> {
     #[serde(default, borrow)]
     pub serialized_runtime_env: Cow<'a, str>,
-    #[serde(default, borrow)]
-    pub runtime_env_config: Option<&'a RawValue>,
+    #[serde(default)]
+    pub runtime_env_config: Option<R>,
 }
 
 #[derive(Deserialize)]
@@ -241,7 +249,7 @@ fn non_nil<const N: usize>(text: &str) -> Option<Id<N>> {
     Id::<N>::from_base64(text).filter(|id| !id.is_nil())
 }
 
-fn task(data: TaskData, ts_ns: u64, builder: &mut Builder) {
+fn task<R: RawJson>(data: TaskData<R>, ts_ns: u64, builder: &mut Builder) {
     let mut update = TaskUpdate {
         task_id: Id::from_base64(&data.task_id),
         attempt: data.attempt_number,
@@ -260,14 +268,14 @@ fn task(data: TaskData, ts_ns: u64, builder: &mut Builder) {
             actor_id: non_nil(&info.actor_id),
             parent_task_id: non_nil(&info.parent_task_id),
             placement_group_id: non_nil(&info.placement_group_id),
-            required_resources: resources_text(info.required_resources, builder),
+            required_resources: resources_text(info.required_resources.as_ref(), builder),
             serialized_runtime_env: builder.intern(
                 env.map(|e| e.serialized_runtime_env.as_ref())
                     .unwrap_or_default(),
             ),
             runtime_env_config: builder.intern(
-                env.and_then(|e| e.runtime_env_config)
-                    .map(|r| r.get())
+                env.and_then(|e| e.runtime_env_config.as_ref())
+                    .map(|r| r.json())
                     .unwrap_or_default(),
             ),
         });
@@ -592,7 +600,46 @@ fn node(data: NodeData, builder: &mut Builder) {
 
 #[cfg(test)]
 mod tests {
-    use super::sniff_source_type;
+    use super::*;
+
+    /// Every task line of a session recorded from Ray 2.60, of a generated one and of a few
+    /// edge cases, parsed by the fast path (sonic-rs) and by serde_json, gives the same rows.
+    #[test]
+    fn both_parsers_read_task_lines_alike() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/live-export/session/logs/export_events");
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        for file in std::fs::read_dir(dir).unwrap() {
+            let path = file.unwrap().path();
+            if path.to_string_lossy().contains("EXPORT_TASK") {
+                let text = std::fs::read(&path).unwrap();
+                lines.extend(text.split(|b| *b == b'\n').map(<[u8]>::to_vec));
+            }
+        }
+        assert!(lines.len() > 20, "the recorded session has task lines");
+        for (_, name, text) in ray_history_testkit::generated::generate(2000) {
+            if name.contains("EXPORT_TASK") {
+                lines.extend(text.split(|b| *b == b'\n').map(<[u8]>::to_vec));
+            }
+        }
+        lines.retain(|l| !l.is_empty());
+        let escaped = br#"{"event_data":{"task_id":"AAAA","task_info":{"name":"a\"b\u00e9\n","required_resources":{"CPU":1.5},"runtime_env_info":{"serialized_runtime_env":"{\"pip\": [\"x\"]}","runtime_env_config":{"setup_timeout_seconds":600}}},"state_updates":{"state_ts_ns":{"1":"17","8":18},"error_info":{"error_message":"x\ty"}}},"source_type":"EXPORT_TASK","timestamp":"5"}"#;
+        lines.push(escaped.to_vec());
+        let mut fast = Builder::default();
+        let mut plain = Builder::default();
+        let seconds = |t: Option<u64>| t.unwrap_or(0).saturating_mul(1_000_000_000);
+        for line in &lines {
+            let text = std::str::from_utf8(line).unwrap();
+            let typed: Typed<TaskData<sonic_rs::LazyValue>> =
+                sonic_rs::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+            task(typed.event_data, seconds(typed.timestamp), &mut fast);
+            let typed: Typed<TaskData> = serde_json::from_slice(line).unwrap();
+            task(typed.event_data, seconds(typed.timestamp), &mut plain);
+        }
+        let (fast, plain) = (fast.finish(), plain.finish());
+        assert_eq!(fast.tasks.memory_rows(), plain.tasks.memory_rows());
+        assert!(fast.tasks.len() > 2000);
+    }
 
     #[test]
     fn source_type_is_found_at_either_end() {

@@ -247,12 +247,37 @@ impl<'de> de::DeserializeSeed<'de> for FlexSeed {
     }
 }
 
+/// A JSON value kept as its text, by either parser (serde_json's `RawValue`, sonic-rs's
+/// `LazyValue`).
+pub(crate) trait RawJson {
+    /// The value's JSON text.
+    fn json(&self) -> &str;
+}
+
+impl RawJson for RawValue {
+    fn json(&self) -> &str {
+        self.get()
+    }
+}
+
+impl RawJson for sonic_rs::LazyValue<'_> {
+    fn json(&self) -> &str {
+        self.as_raw_str()
+    }
+}
+
+impl<T: RawJson + ?Sized> RawJson for &T {
+    fn json(&self) -> &str {
+        (**self).json()
+    }
+}
+
 /// Canonical JSON text of a resource map (`{"CPU":1.0}`), or empty for none, interned.
-pub(crate) fn resources_text(raw: Option<&RawValue>, builder: &mut Builder) -> Text {
+pub(crate) fn resources_text<R: RawJson + ?Sized>(raw: Option<&R>, builder: &mut Builder) -> Text {
     let Some(raw) = raw else {
         return builder.intern("");
     };
-    builder.intern_derived(raw.get(), |raw| {
+    builder.intern_derived(raw.json(), |raw| {
         if raw == "{}" {
             return "{}".to_string();
         }
