@@ -111,6 +111,12 @@ const BLOCKS_PER_BATCH: usize = 32;
 /// The start of an index file and where its task blocks are.
 type Written = (Checksummed<io::BufWriter<File>>, Vec<(u64, u32)>);
 
+/// Where batches of blocks go, and the thread that encodes and writes them.
+type BlockWriter = (
+    std::sync::mpsc::SyncSender<Vec<Vec<Task>>>,
+    std::thread::JoinHandle<io::Result<Written>>,
+);
+
 /// Writes an index file a row at a time, rows in their final order: the columns are built
 /// as the rows pass, and batches of blocks are encoded and written by a thread of their own
 /// while the next batch comes (the rows come from one merging thread), so no more than two
@@ -119,9 +125,8 @@ pub struct IndexWriter {
     file: File,
     fingerprint: u64,
     batch: Vec<Vec<Task>>,
-    /// `None` once finished.
-    batches: Option<std::sync::mpsc::SyncSender<Vec<Vec<Task>>>>,
-    writer: Option<std::thread::JoinHandle<io::Result<Written>>>,
+    /// The block writer: where batches go, and its thread; `None` once it has stopped.
+    writer: Option<BlockWriter>,
     columns: ColumnsBuilder,
     rows: u64,
 }
@@ -152,8 +157,7 @@ impl IndexWriter {
             file,
             fingerprint,
             batch: vec![Vec::with_capacity(ROWS_PER_BLOCK)],
-            batches: Some(batches),
-            writer: Some(writer),
+            writer: Some((batches, writer)),
             columns: ColumnsBuilder::default(),
             rows: 0,
         })
@@ -176,9 +180,8 @@ impl IndexWriter {
 
     fn send_batch(&mut self) -> io::Result<()> {
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BLOCKS_PER_BATCH));
-        let sent = self.batches.as_ref().map(|batches| batches.send(batch));
-        match sent {
-            Some(Ok(())) => Ok(()),
+        match &self.writer {
+            Some((batches, _)) if batches.send(batch).is_ok() => Ok(()),
             // The writer stopped: its error says why.
             _ => self.join_writer().map(drop),
         }
@@ -186,12 +189,12 @@ impl IndexWriter {
 
     /// Waits for the block writer to write everything sent to it.
     fn join_writer(&mut self) -> io::Result<Written> {
-        self.batches = None;
-        let writer = self
+        let (batches, thread) = self
             .writer
             .take()
             .ok_or_else(|| io::Error::other("the index block writer has stopped"))?;
-        writer
+        drop(batches);
+        thread
             .join()
             .map_err(|_| io::Error::other("the index block writer panicked"))?
     }

@@ -58,6 +58,11 @@ fn sniff_source_type(line: &[u8]) -> Option<&[u8]> {
     Some(&value[..close])
 }
 
+/// A line's `timestamp` (unix seconds) in nanoseconds; 0 when it has none.
+fn event_ns(timestamp: Option<u64>) -> u64 {
+    timestamp.unwrap_or(0).saturating_mul(1_000_000_000)
+}
+
 /// Parses one line; `false` when it is corrupt or of an unknown type.
 pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
     // Fast path for the bulk of a session: task events parsed in a single pass, by a SIMD
@@ -68,14 +73,13 @@ pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
         && let Ok(text) = std::str::from_utf8(line)
         && let Ok(typed) = sonic_rs::from_str::<Typed<TaskData<sonic_rs::LazyValue>>>(text)
     {
-        let ts_ns = typed.timestamp.unwrap_or(0).saturating_mul(1_000_000_000);
-        task(typed.event_data, ts_ns, builder);
+        task(typed.event_data, event_ns(typed.timestamp), builder);
         return true;
     }
     let Ok(line) = serde_json::from_slice::<Line>(line) else {
         return false;
     };
-    let ts_ns = line.timestamp.unwrap_or(0).saturating_mul(1_000_000_000);
+    let ts_ns = event_ns(line.timestamp);
     let data = line.event_data.get();
     match line.source_type.as_ref() {
         "EXPORT_TASK" => serde_json::from_str::<TaskData>(data).map(|t| task(t, ts_ns, builder)),
@@ -627,14 +631,13 @@ mod tests {
         lines.push(escaped.to_vec());
         let mut fast = Builder::default();
         let mut plain = Builder::default();
-        let seconds = |t: Option<u64>| t.unwrap_or(0).saturating_mul(1_000_000_000);
         for line in &lines {
             let text = std::str::from_utf8(line).unwrap();
             let typed: Typed<TaskData<sonic_rs::LazyValue>> =
                 sonic_rs::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
-            task(typed.event_data, seconds(typed.timestamp), &mut fast);
+            task(typed.event_data, event_ns(typed.timestamp), &mut fast);
             let typed: Typed<TaskData> = serde_json::from_slice(line).unwrap();
-            task(typed.event_data, seconds(typed.timestamp), &mut plain);
+            task(typed.event_data, event_ns(typed.timestamp), &mut plain);
         }
         let (fast, plain) = (fast.finish(), plain.finish());
         assert_eq!(fast.tasks.memory_rows(), plain.tasks.memory_rows());
