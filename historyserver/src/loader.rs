@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use ray_history_storage::Storage;
@@ -19,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::events::{self, FileKind};
-use crate::model::spill::TaskSpill;
+use crate::model::spill::{TaskSpill, hold_rows_for};
 use crate::model::{Builder, Session};
 use crate::session_index::{self, FORMAT_VERSION};
 
@@ -304,7 +303,8 @@ async fn build_index(
     fingerprint: u64,
     dir: &std::path::Path,
 ) -> Result<std::io::Result<(Session, std::fs::File)>, Error> {
-    let spill = match TaskSpill::new(dir) {
+    let event_bytes = event_files.iter().map(|(_, _, size)| size).sum();
+    let spill = match TaskSpill::new(dir, hold_rows_for(event_bytes)) {
         Ok(spill) => Arc::new(spill),
         Err(e) => return Ok(Err(e)),
     };
@@ -362,7 +362,9 @@ async fn store_index(
 }
 
 /// Downloads a file as a stream and parses it in blocks of whole lines, so a big file never
-/// sits in memory whole.
+/// sits in memory whole. Two buffers take turns (one filling while the other is parsed), so
+/// a file costs two allocations, not one per block: fresh pages for every block were a
+/// large part of the parse's system time.
 async fn parse_streamed(
     storage: &Storage,
     key: &Path,
@@ -371,7 +373,8 @@ async fn parse_streamed(
 ) -> Result<Builder, Error> {
     let (_, mut stream) = storage.get_stream(key, None).await?;
     builder.stats.files = 1;
-    let mut pending = BytesMut::new();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut spare: Vec<u8> = Vec::new();
     loop {
         let chunk = stream.try_next().await?;
         let done = chunk.is_none();
@@ -381,20 +384,24 @@ async fn parse_streamed(
         let cut = if done {
             pending.len()
         } else if pending.len() >= PARSE_BLOCK {
-            match pending.iter().rposition(|b| *b == b'\n') {
+            match memchr::memrchr(b'\n', &pending) {
                 Some(i) => i + 1,
                 None => continue,
             }
         } else {
             continue;
         };
-        let block = pending.split_to(cut).freeze();
-        builder = on_pool(move || {
+        spare.clear();
+        spare.extend_from_slice(&pending[cut..]);
+        pending.truncate(cut);
+        let block = std::mem::replace(&mut pending, spare);
+        let parsed = on_pool(move || {
             let mut builder = builder;
             events::parse(kind, &block, &mut builder);
-            builder
+            (builder, block)
         })
         .await?;
+        (builder, spare) = parsed;
         if done {
             return Ok(builder);
         }
