@@ -24,8 +24,8 @@ pub use node::{ClusterEvent, Node, NodeState};
 pub use session::{LoadStats, Session, SessionRest};
 pub use table::TaskTable;
 pub use task::{
-    ErrorInfo, Profile, ProfileEvent, TASK_STATES, Task, TaskDefinition, TaskLogInfo, TaskState,
-    TaskType, TaskUpdate,
+    Definition, ErrorInfo, Profile, ProfileEvent, TASK_STATES, Task, TaskDefinition, TaskLogInfo,
+    TaskState, TaskType, TaskUpdate,
 };
 
 mod actor;

@@ -236,6 +236,59 @@ impl TaskDefinition {
     }
 }
 
+/// A task attempt's definition, allocated only once an update carries one: most updates are
+/// state changes, and boxing an empty definition for each cost an allocation and a free per
+/// update (frees on another thread than the allocation contend in malloc). Reads see an
+/// empty definition when there is none; a write allocates one.
+#[derive(Debug, Clone, Default)]
+pub struct Definition(Option<Box<TaskDefinition>>);
+
+impl Definition {
+    fn merge(&mut self, other: Definition) {
+        match (&mut self.0, other.0) {
+            (_, None) => {}
+            (None, Some(theirs)) => self.0 = Some(theirs),
+            (Some(mine), Some(theirs)) => mine.merge(*theirs),
+        }
+    }
+}
+
+impl std::ops::Deref for Definition {
+    type Target = TaskDefinition;
+
+    fn deref(&self) -> &TaskDefinition {
+        static EMPTY: std::sync::OnceLock<TaskDefinition> = std::sync::OnceLock::new();
+        self.0
+            .as_deref()
+            .unwrap_or_else(|| EMPTY.get_or_init(TaskDefinition::default))
+    }
+}
+
+impl std::ops::DerefMut for Definition {
+    fn deref_mut(&mut self) -> &mut TaskDefinition {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Definition {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+/// Stored as the definition itself, empty or not.
+impl serde::Serialize for Definition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (**self).serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Definition {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        TaskDefinition::deserialize(deserializer).map(|def| Definition(Some(Box::new(def))))
+    }
+}
+
 /// One update to a task attempt, as any parser produces it.
 #[derive(Debug, Default)]
 pub struct TaskUpdate {
@@ -271,7 +324,7 @@ struct Stamps {
 pub struct Task {
     pub task_id: TaskId,
     pub attempt: u32,
-    pub def: Box<TaskDefinition>,
+    pub def: Definition,
     /// Earliest timestamp per state (unix nanos, 0 = never).
     pub state_ts: [u64; TASK_STATES],
     /// The current state (set when the session is finished).
@@ -326,7 +379,7 @@ impl Task {
         Task {
             task_id,
             attempt: update.attempt,
-            def: Box::new(update.definition.unwrap_or_default()),
+            def: Definition(update.definition.map(Box::new)),
             state_ts,
             state: TaskState::Nil,
             node_id: update.node_id,
@@ -351,7 +404,7 @@ impl Task {
     }
 
     pub(super) fn merge(&mut self, other: Task) {
-        self.def.merge(*other.def);
+        self.def.merge(other.def);
         for (mine, theirs) in self.state_ts.iter_mut().zip(other.state_ts) {
             if theirs > 0 && (*mine == 0 || theirs < *mine) {
                 *mine = theirs;
