@@ -263,9 +263,14 @@ fn write_section<W: Write, T: Serialize>(
     value: &T,
 ) -> io::Result<(u64, u32)> {
     let at = out.written;
-    let mut encoder = zstd::stream::Encoder::new(&mut *out, 1)?;
+    // postcard writes a field at a time: buffered, the encoder sees large writes.
+    let mut encoder =
+        io::BufWriter::with_capacity(1 << 16, zstd::stream::Encoder::new(&mut *out, 1)?);
     postcard::to_io(value, &mut encoder).map_err(io::Error::other)?;
-    encoder.finish()?;
+    encoder
+        .into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .finish()?;
     let len = u32::try_from(out.written - at)
         .map_err(|_| io::Error::other("a section of the session index passes 4 GiB"))?;
     Ok((at, len))
