@@ -317,7 +317,27 @@ async fn build_index(
         "session index: event files parsed"
     );
     let dir = dir.to_path_buf();
-    on_pool(move || session_index::build(merged, ended_ns, fingerprint, &dir)).await
+    on_pool(move || {
+        let built = session_index::build(merged, ended_ns, fingerprint, &dir);
+        release_freed_memory();
+        built
+    })
+    .await
+}
+
+/// Gives the heap pages the build freed back to the system. glibc's malloc keeps them in its
+/// arenas otherwise: a server that had just built a 1M-task index stayed at about 790 MB RSS
+/// while serving from it, against about 100 MB for one that opened the index. No allocator
+/// crate was better: mimalloc kept the RSS low here but grew by 265 MiB under the hostile
+/// requests test, where glibc's grows by far less.
+#[allow(unsafe_code)]
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of malloc's own heaps; it touches no live
+    // allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn sorted(mut logs: BTreeMap<NodeId, Vec<LogFile>>) -> BTreeMap<NodeId, Vec<LogFile>> {
