@@ -89,6 +89,11 @@ pub struct ServeArgs {
     /// Default: the system temp dir.
     #[arg(long, env = "SESSION_INDEX_DIR")]
     pub session_index_dir: Option<PathBuf>,
+    /// Finished sessions that ended within this long ago are loaded in the background as soon
+    /// as the catalog lists them, which builds their session index, so their first view is
+    /// answered from it; `0s` turns it off.
+    #[arg(long, env = "INDEX_AHEAD", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub index_ahead: Duration,
     /// Retention limits; when any is set, the server sweeps (see `ray-history-server gc`).
     #[command(flatten)]
     pub retention: RetentionArgs,

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod config;
 pub mod events;
 pub mod ids;
+pub mod index_ahead;
 pub mod loader;
 pub mod log_reader;
 pub mod metrics;

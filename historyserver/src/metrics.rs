@@ -41,6 +41,8 @@ pub struct Metrics {
     pub retention_sweeps: Counter,
     /// Retention sweeps that failed.
     pub retention_sweep_failures: Counter,
+    /// Sessions loaded (and so indexed) in the background before anyone asked for them.
+    pub sessions_indexed_ahead: Counter,
 }
 
 impl Default for Metrics {
@@ -57,6 +59,7 @@ impl Default for Metrics {
         let bytes_deleted = Counter::default();
         let retention_sweeps = Counter::default();
         let retention_sweep_failures = Counter::default();
+        let sessions_indexed_ahead = Counter::default();
         registry.register(
             "sessions_deleted",
             "Sessions deleted by the retention sweeper",
@@ -76,6 +79,11 @@ impl Default for Metrics {
             "retention_sweep_failures",
             "Retention sweeps that failed",
             retention_sweep_failures.clone(),
+        );
+        registry.register(
+            "sessions_indexed_ahead",
+            "Finished sessions loaded and indexed in the background before their first view",
+            sessions_indexed_ahead.clone(),
         );
         registry.register("http_requests", "HTTP requests", requests.clone());
         registry.register(
@@ -121,6 +129,7 @@ impl Default for Metrics {
             bytes_deleted,
             retention_sweeps,
             retention_sweep_failures,
+            sessions_indexed_ahead,
         }
     }
 }

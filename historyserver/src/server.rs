@@ -70,6 +70,7 @@ pub async fn serve_on(
 ) -> Result<(), Error> {
     let refresher = tokio::spawn(state.catalog.clone().run(args.refresh_interval));
     let sweeper = start_sweeper(&state, args).await?;
+    let indexer = start_index_ahead(&state, args);
     let cache = state.cache.clone();
     let app = api::app(state);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -126,10 +127,27 @@ pub async fn serve_on(
         );
     }
     refresher.abort();
-    if let Some(sweeper) = sweeper {
-        sweeper.abort();
+    for task in [sweeper, indexer].into_iter().flatten() {
+        task.abort();
     }
     Ok(())
+}
+
+/// Starts indexing finished sessions ahead of their first view, unless `--index-ahead 0s` or
+/// `--session-index=false`. Every replica does it: two may build the same index at once,
+/// which costs time, not correctness (it is stored create-only).
+fn start_index_ahead(state: &AppState, args: &ServeArgs) -> Option<tokio::task::JoinHandle<()>> {
+    if args.index_ahead.is_zero() || !args.session_index {
+        return None;
+    }
+    Some(tokio::spawn(crate::index_ahead::run(
+        state.catalog.clone(),
+        state.cache.clone(),
+        state.storage.clone(),
+        args.index_ahead,
+        args.refresh_interval,
+        state.metrics.clone(),
+    )))
 }
 
 /// Starts the retention sweeper when a limit is set. In Kubernetes (`POD_NAMESPACE` and

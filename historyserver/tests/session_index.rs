@@ -309,6 +309,65 @@ async fn two_servers_building_at_once_leave_one_valid_index() {
     assert_eq!(stored.len(), 1, "{stored:?}");
 }
 
+/// The value of a counter in the server's metrics.
+async fn counter(base: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("ray_history_server_{name}_total ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_just_finished_session_is_indexed_before_anyone_asks() {
+    let root = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&StorageConfig::local(root.path()))
+        .await
+        .unwrap();
+    // Finished just now, as a generated session is.
+    generated::store_generated(&storage, 2_000).await;
+    let index_dir = tempfile::tempdir().unwrap();
+    let args = |index_ahead: u64| {
+        let mut args = support::serve_args();
+        args.index_ahead = Duration::from_secs(index_ahead);
+        args.session_index_dir = Some(index_dir.path().to_path_buf());
+        args
+    };
+    let base = support::serve(storage.clone(), args(3600)).await;
+    let stored = stored_index(&storage).await;
+    assert_eq!(stored.len(), 1, "indexed without a request: {stored:?}");
+    assert_eq!(counter(&base, "sessions_indexed_ahead").await, 1);
+    let session = generated::session_name(2_000);
+    let url = format!(
+        "{base}/sessions/{}/{}/{session}/api/v0/tasks?limit=10",
+        generated::NAMESPACE,
+        generated::CLUSTER
+    );
+    let (status, tasks) = support::get_json(&url).await;
+    assert_eq!(status, 200, "{tasks}");
+    assert_eq!(tasks["data"]["result"]["total"], 2_000, "{tasks}");
+    assert_eq!(
+        counter(&base, "session_cache_misses").await,
+        1,
+        "the request was served by the load done ahead"
+    );
+    // A restarted server finds the index and loads nothing ahead; with indexing ahead off,
+    // a session is loaded on its first view only.
+    let again = support::serve(storage.clone(), args(3600)).await;
+    let off = support::serve(storage.clone(), args(0)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for base in [&again, &off] {
+        assert_eq!(counter(base, "sessions_indexed_ahead").await, 0);
+        assert_eq!(counter(base, "session_cache_misses").await, 0);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_stopped_right_after_its_first_answer_stores_the_index_before_it_exits() {
     // Azurite: an upload takes long enough there that a shutdown not waiting for it would

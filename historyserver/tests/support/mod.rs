@@ -107,7 +107,8 @@ pub async fn put_documents(
         .unwrap();
 }
 
-/// Server flags for tests.
+/// Server flags for tests. Indexing ahead is off: a test's loads are the ones it makes
+/// (the test of indexing ahead turns it on).
 pub fn serve_args() -> ServeArgs {
     use clap::Parser;
     #[derive(Parser)]
@@ -121,6 +122,8 @@ pub fn serve_args() -> ServeArgs {
         "127.0.0.1:0",
         "--refresh-interval",
         "1s",
+        "--index-ahead",
+        "0s",
     ])
     .serve
 }
