@@ -12,7 +12,10 @@
 //!    also under one core (`taskset -c 0`);
 //! 3. runs a fresh release server per design and size: the first answer of
 //!    `api/v0/tasks?limit=100`, then `wrk -c 64` on it (warm), then the server's RSS;
-//! 4. stores a 1 GiB log and times the tail of its last 1,000 lines over HTTP.
+//! 4. for each size up to 1M, a fresh server on the session without its index: how long
+//!    until the server has indexed it ahead (`--index-ahead`, no request made), and the first
+//!    answer after that;
+//! 5. stores a 1 GiB log and times the tail of its last 1,000 lines over HTTP.
 //!
 //! `load` is the child of step 2: `load <storage-url> <session>`; `generate <dir> <tasks>`
 //! stores one generated session on local disk (for profiling a load by hand).
@@ -259,6 +262,33 @@ fn curl_time(url: &str) -> (f64, usize) {
     (secs, lines)
 }
 
+/// Starts a server on a session that has no index and asks nothing until the server has
+/// indexed it ahead: the seconds from the start until then, and the first answer after.
+fn indexed_ahead(server_bin: &Path, env: &[(&str, String)], path: &str) -> (f64, f64) {
+    let started = Instant::now();
+    let server = start_server(server_bin, env);
+    let metrics = format!("{}/metrics", server.base);
+    let done = "ray_history_server_sessions_indexed_ahead_total 1";
+    let deadline = started + Duration::from_secs(900);
+    while !Command::new("curl")
+        .args(["-s", &metrics])
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l == done)
+        })
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the session was not indexed ahead"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ahead = started.elapsed().as_secs_f64();
+    (ahead, curl_time(&format!("{}{path}", server.base)).0)
+}
+
 fn wrk(url: &str, duration: &str) -> String {
     let out = Command::new("wrk")
         .args(["-t", "2", "-c", "64", "-d", duration, "--latency", url])
@@ -401,7 +431,18 @@ async fn run(out_dir: PathBuf) {
         ),
     ];
     for (label, env) in backends {
+        let storage = if label == "Azurite" { &azure } else { &local };
         for &tasks in &sizes {
+            if tasks <= BOTH_BACKENDS_UP_TO {
+                drop_index(storage, tasks).await;
+                let path = format!(
+                    "/sessions/{NAMESPACE}/{CLUSTER}/{}/api/v0/tasks?limit=100",
+                    session_name(tasks)
+                );
+                let (ahead, first) = indexed_ahead(&server_bin, &env, &path);
+                report.push(format!("{label}, {tasks} tasks, indexed ahead (a fresh server, the session just finished, no index, no request): indexed {ahead:.2} s after the server started; the first answer then {:.0} ms", first * 1000.0));
+                eprintln!("{}", report.last().unwrap());
+            }
             for design in [Design::Previous, Design::Indexed] {
                 if tasks > BOTH_BACKENDS_UP_TO && (design == Design::Previous || label == "Azurite")
                 {
