@@ -17,7 +17,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use ray_history_testkit::kube::assert_success;
@@ -32,6 +32,18 @@ const RELEASE: &str = "ray-history";
 const RAY_NS: &str = "rh-ray";
 /// Where the chart lets the operator read Secrets in that test (not `rh-bystander`).
 const SECRET_NAMESPACES: [&str; 3] = [RAY_NS, "rh-restricted", "rh-plain"];
+
+/// Held by the tests that must not overlap: the real-API-server test's operator reconciles
+/// every namespace, so it would mark the full-values chart's HistoryStorage not ready (it may
+/// not read that Secret) in the middle of that test's `helm upgrade --wait`.
+static CLUSTER_WIDE_OPERATOR: Mutex<()> = Mutex::new(());
+
+/// Takes [`CLUSTER_WIDE_OPERATOR`] (a test that failed holding it does not fail the others).
+fn alone_with_the_cluster() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER_WIDE_OPERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn cp() -> &'static ControlPlane {
     ControlPlane::shared()
@@ -177,6 +189,7 @@ fn chart_installs_upgrades_and_uninstalls_with_default_values() {
 
 #[test]
 fn chart_installs_upgrades_and_uninstalls_with_every_option() {
+    let _alone = alone_with_the_cluster();
     install_cert_manager_crds();
     // ci/full-values.yaml with its Ray namespace moved to one of this test's own.
     let path = support::chart_dir().join("ci/full-values.yaml");
@@ -439,6 +452,7 @@ fn wait_ray_pods(namespace: &str, cluster: &str, count: usize) -> Vec<Value> {
 
 #[test]
 fn operator_reconciles_and_injects_on_a_real_api_server() {
+    let _alone = alone_with_the_cluster();
     let azurite = Azurite::shared();
     let installed = installed();
     let operator = Operator::start("operator-a");
