@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use ray_history_storage::Storage;
-use ray_history_storage::layout::{ClusterRef, INDEX_DIR, Key, MetaRef, SessionName};
+use ray_history_storage::layout::{INDEX_DIR, Key, MetaRef, SessionName};
 use ray_history_storage::metadata::SessionState;
 
 use crate::cache::SessionCache;
@@ -90,14 +90,7 @@ async fn index(storage: &Storage, cache: &SessionCache, entry: &SessionEntry) ->
 /// Whether the session's `index/` folder holds an index of this server's format (of any
 /// event files: one built before late events arrived is replaced on the first view).
 async fn has_index(storage: &Storage, entry: &SessionEntry) -> Result<bool, crate::Error> {
-    let cluster = ClusterRef::new(
-        entry.meta.cluster_name.as_str(),
-        entry.meta.cluster_id.as_str(),
-    )
-    .map_err(|e| crate::Error::Layout(e.to_string()))?;
-    let prefix = cluster
-        .session_prefix(&entry.meta.session_name)
-        .join(INDEX_DIR);
+    let prefix = entry.meta.log_prefix().join(INDEX_DIR);
     let objects: Vec<_> = storage.list(Some(&prefix)).try_collect().await?;
     Ok(objects.iter().any(|o| {
         matches!(Key::parse(&o.location), Ok(Key::SessionIndex { version, .. }) if version == FORMAT_VERSION)

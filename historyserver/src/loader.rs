@@ -135,9 +135,8 @@ pub async fn load(
     index_dir: Option<&IndexDir>,
 ) -> Result<LoadedSession, Error> {
     let started = Instant::now();
-    let cluster = ClusterRef::new(meta.cluster_name.as_str(), meta.cluster_id.as_str())
-        .map_err(|e| Error::Layout(e.to_string()))?;
-    let prefix = cluster.session_prefix(&meta.session_name);
+    let cluster = meta.cluster();
+    let prefix = meta.log_prefix();
     let objects: Vec<_> = storage.list(Some(&prefix)).try_collect().await?;
     let mut logs: BTreeMap<NodeId, Vec<LogFile>> = BTreeMap::new();
     let mut event_files: Vec<(Path, FileKind, u64)> = Vec::new();

@@ -274,7 +274,7 @@ pub async fn stored(storage: &Storage, sized: bool) -> anyhow::Result<Vec<Stored
     for entry in &index.snapshot().sessions {
         let bytes = if sized {
             storage
-                .list(Some(&log_prefix(entry)?))
+                .list(Some(&entry.meta.log_prefix()))
                 .try_fold(0, |sum, meta| async move { Ok(sum + meta.size) })
                 .await?
         } else {
@@ -288,18 +288,12 @@ pub async fn stored(storage: &Storage, sized: bool) -> anyhow::Result<Vec<Stored
     Ok(out)
 }
 
-fn log_prefix(entry: &SessionEntry) -> anyhow::Result<Path> {
-    let meta = &entry.meta;
-    let cluster = ClusterRef::new(meta.cluster_name.as_str(), meta.cluster_id.as_str())?;
-    Ok(cluster.session_prefix(&meta.session_name))
-}
-
 /// Deletes one session: `metadata.json`, then its logs, events and snapshots, then its node
 /// documents. Returns the bytes deleted.
 pub async fn delete(storage: &Storage, entry: &SessionEntry) -> anyhow::Result<u64> {
     let session = &entry.meta.session_name;
     storage.delete(&entry.meta_ref.metadata(session)).await?;
-    let mut bytes = delete_prefix(storage, &log_prefix(entry)?).await?;
+    let mut bytes = delete_prefix(storage, &entry.meta.log_prefix()).await?;
     bytes += delete_prefix(storage, &entry.meta_ref.session_prefix(session)).await?;
     Ok(bytes)
 }

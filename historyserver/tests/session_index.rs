@@ -309,21 +309,6 @@ async fn two_servers_building_at_once_leave_one_valid_index() {
     assert_eq!(stored.len(), 1, "{stored:?}");
 }
 
-/// The value of a counter in the server's metrics.
-async fn counter(base: &str, name: &str) -> u64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(&format!("ray_history_server_{name}_total ")))
-        .unwrap_or_else(|| panic!("no {name} in {text}"))
-        .parse()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_just_finished_session_is_indexed_before_anyone_asks() {
     let root = tempfile::tempdir().unwrap();
@@ -342,7 +327,7 @@ async fn a_just_finished_session_is_indexed_before_anyone_asks() {
     let base = support::serve(storage.clone(), args(3600)).await;
     let stored = stored_index(&storage).await;
     assert_eq!(stored.len(), 1, "indexed without a request: {stored:?}");
-    assert_eq!(counter(&base, "sessions_indexed_ahead").await, 1);
+    assert_eq!(support::counter(&base, "sessions_indexed_ahead").await, 1);
     let session = generated::session_name(2_000);
     let url = format!(
         "{base}/sessions/{}/{}/{session}/api/v0/tasks?limit=10",
@@ -353,7 +338,7 @@ async fn a_just_finished_session_is_indexed_before_anyone_asks() {
     assert_eq!(status, 200, "{tasks}");
     assert_eq!(tasks["data"]["result"]["total"], 2_000, "{tasks}");
     assert_eq!(
-        counter(&base, "session_cache_misses").await,
+        support::counter(&base, "session_cache_misses").await,
         1,
         "the request was served by the load done ahead"
     );
@@ -363,8 +348,8 @@ async fn a_just_finished_session_is_indexed_before_anyone_asks() {
     let off = support::serve(storage.clone(), args(0)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     for base in [&again, &off] {
-        assert_eq!(counter(base, "sessions_indexed_ahead").await, 0);
-        assert_eq!(counter(base, "session_cache_misses").await, 0);
+        assert_eq!(support::counter(base, "sessions_indexed_ahead").await, 0);
+        assert_eq!(support::counter(base, "session_cache_misses").await, 0);
     }
 }
 

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::layout::{ClusterId, ClusterName, Namespace, NodeId, SessionName};
+use crate::layout::{ClusterId, ClusterName, ClusterRef, Namespace, NodeId, SessionName};
 
 /// Version of the storage layout written into every `metadata.json`.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -58,6 +58,21 @@ pub struct SessionMetadata {
     pub state: SessionState,
     /// Version of the collector that wrote the document.
     pub collector_version: String,
+}
+
+impl SessionMetadata {
+    /// The cluster whose `log/` folder holds the session.
+    pub fn cluster(&self) -> ClusterRef {
+        ClusterRef {
+            name: self.cluster_name.clone(),
+            id: self.cluster_id.clone(),
+        }
+    }
+
+    /// `log/<cluster>/<session>/`: the session's logs, events, snapshots and index.
+    pub fn log_prefix(&self) -> object_store::path::Path {
+        self.cluster().session_prefix(&self.session_name)
+    }
 }
 
 /// Whether a node is the head or a worker.

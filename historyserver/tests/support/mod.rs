@@ -179,6 +179,21 @@ pub async fn serve(storage: Storage, args: ServeArgs) -> String {
     format!("http://{addr}")
 }
 
+/// The value of a counter (`ray_history_server_<name>_total`) in the server's metrics.
+pub async fn counter(base: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(&format!("ray_history_server_{name}_total ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
 /// GET returning status and JSON (or the body as a JSON string when it is not JSON).
 pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let response = reqwest::get(url).await.unwrap();
