@@ -18,7 +18,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Error;
 use crate::events::{self, FileKind};
-use crate::model::spill::{TaskSpill, hold_rows_for};
+use crate::model::spill::{TaskSpill, hold_rows_for, release_freed_memory};
 use crate::model::{Builder, Session};
 use crate::session_index::{self, FORMAT_VERSION};
 
@@ -322,21 +322,6 @@ async fn build_index(
         built
     })
     .await
-}
-
-/// Gives the heap pages the build freed back to the system. glibc's malloc keeps them in its
-/// arenas otherwise: a server that had just built a 1M-task index stayed at about 790 MB RSS
-/// while serving from it, against about 100 MB for one that opened the index. No allocator
-/// crate was better: mimalloc kept the RSS low here but grew by 265 MiB under the hostile
-/// requests test, where glibc's grows by far less.
-#[allow(unsafe_code)]
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory of malloc's own heaps; it touches no live
-    // allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 fn sorted(mut logs: BTreeMap<NodeId, Vec<LogFile>>) -> BTreeMap<NodeId, Vec<LogFile>> {

@@ -31,6 +31,9 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use rayon::prelude::*;
+use zstd::bulk::Compressor;
+
 use crate::model::table::{Columns, ColumnsBuilder, RowFile, TaskTable, encode_block};
 use crate::model::{Builder, Session, SessionRest, Task};
 
@@ -105,28 +108,19 @@ pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
     )
 }
 
-/// Blocks handed to the block writer at once.
-const BLOCKS_PER_BATCH: usize = 32;
+/// Blocks encoded (in parallel) before they are written.
+const BLOCKS_PER_BATCH: usize = 64;
 
-/// The start of an index file and where its task blocks are.
-type Written = (Checksummed<io::BufWriter<File>>, Vec<(u64, u32)>);
-
-/// Where batches of blocks go, and the thread that encodes and writes them.
-type BlockWriter = (
-    std::sync::mpsc::SyncSender<Vec<Vec<Task>>>,
-    std::thread::JoinHandle<io::Result<Written>>,
-);
-
-/// Writes an index file a row at a time, rows in their final order: the columns are built
-/// as the rows pass, and batches of blocks are encoded and written by a thread of their own
-/// while the next batch comes (the rows come from one merging thread), so no more than two
-/// batches of rows are in memory.
+/// Writes an index file, rows in their final order, a batch at a time: the columns are
+/// built as the rows pass while their blocks are encoded on the rest of the pool.
 pub struct IndexWriter {
     file: File,
     fingerprint: u64,
-    batch: Vec<Vec<Task>>,
-    /// The block writer: where batches go, and its thread; `None` once it has stopped.
-    writer: Option<BlockWriter>,
+    out: Checksummed<io::BufWriter<File>>,
+    /// Where each block is.
+    blocks: Vec<(u64, u32)>,
+    /// Rows of a block not yet full (when a batch does not end on a block's end).
+    partial: Vec<Task>,
     columns: ColumnsBuilder,
     rows: u64,
 }
@@ -137,80 +131,101 @@ impl IndexWriter {
         let mut out = Checksummed::new(io::BufWriter::with_capacity(1 << 20, file.try_clone()?));
         out.write_all(MAGIC)?;
         out.write_all(&FORMAT_VERSION.to_le_bytes())?;
-        let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<Vec<Task>>>(1);
-        // A thread outside the rayon pool: the rows often come from a pool thread, which
-        // must not wait for work queued behind itself (a pool of one thread, under one core).
-        let writer = std::thread::Builder::new()
-            .name("index-blocks".into())
-            .spawn(move || {
-                let mut blocks = Vec::new();
-                for batch in incoming {
-                    for rows in batch.iter().filter(|rows| !rows.is_empty()) {
-                        let block = encode_block(rows)?;
-                        blocks.push((out.written, block.len() as u32));
-                        out.write_all(&block)?;
-                    }
-                }
-                Ok((out, blocks))
-            })?;
         Ok(IndexWriter {
             file,
             fingerprint,
-            batch: vec![Vec::with_capacity(ROWS_PER_BLOCK)],
-            writer: Some((batches, writer)),
+            out,
+            blocks: Vec::new(),
+            partial: Vec::new(),
             columns: ColumnsBuilder::default(),
             rows: 0,
         })
     }
 
-    /// Adds the next row.
-    pub fn push(&mut self, task: Task) -> io::Result<()> {
-        self.columns.push(&task);
-        self.rows += 1;
-        let last = self.batch.last_mut().expect("a batch has a block");
-        last.push(task);
-        if last.len() == ROWS_PER_BLOCK {
-            if self.batch.len() == BLOCKS_PER_BATCH {
-                self.send_batch()?;
+    /// Adds the next rows.
+    pub fn push(&mut self, mut rows: &[&Task]) -> io::Result<()> {
+        if !self.partial.is_empty() {
+            let (fill, rest) = rows.split_at((ROWS_PER_BLOCK - self.partial.len()).min(rows.len()));
+            for task in fill {
+                self.columns.push(task);
+                self.partial.push((*task).clone());
             }
-            self.batch.push(Vec::with_capacity(ROWS_PER_BLOCK));
+            self.rows += fill.len() as u64;
+            rows = rest;
+            if self.partial.len() < ROWS_PER_BLOCK {
+                return Ok(());
+            }
+            let block = encode_block(&mut Compressor::new(1)?, &self.partial)?;
+            self.write_block(&block)?;
+            self.partial.clear();
         }
+        let (whole, rest) = rows.split_at(rows.len() / ROWS_PER_BLOCK * ROWS_PER_BLOCK);
+        let IndexWriter {
+            out,
+            blocks,
+            columns,
+            ..
+        } = self;
+        let (written, ()) = rayon::join(
+            || {
+                for batch in whole.chunks(ROWS_PER_BLOCK * BLOCKS_PER_BATCH) {
+                    let encoded: Vec<Vec<u8>> = batch
+                        .par_chunks(ROWS_PER_BLOCK)
+                        .map_init(
+                            || Compressor::new(1),
+                            |compressor, rows| match compressor {
+                                Ok(compressor) => encode_block(compressor, rows),
+                                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                            },
+                        )
+                        .collect::<io::Result<_>>()?;
+                    for block in encoded {
+                        blocks.push((out.written, block.len() as u32));
+                        out.write_all(&block)?;
+                    }
+                }
+                Ok::<_, io::Error>(())
+            },
+            || whole.iter().for_each(|task| columns.push(task)),
+        );
+        written?;
+        self.rows += whole.len() as u64;
+        for task in rest {
+            self.columns.push(task);
+            self.partial.push((*task).clone());
+        }
+        self.rows += rest.len() as u64;
         Ok(())
     }
 
-    fn send_batch(&mut self) -> io::Result<()> {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BLOCKS_PER_BATCH));
-        match &self.writer {
-            Some((batches, _)) if batches.send(batch).is_ok() => Ok(()),
-            // The writer stopped: its error says why.
-            _ => self.join_writer().map(drop),
-        }
-    }
-
-    /// Waits for the block writer to write everything sent to it.
-    fn join_writer(&mut self) -> io::Result<Written> {
-        let (batches, thread) = self
-            .writer
-            .take()
-            .ok_or_else(|| io::Error::other("the index block writer has stopped"))?;
-        drop(batches);
-        thread
-            .join()
-            .map_err(|_| io::Error::other("the index block writer panicked"))?
+    fn write_block(&mut self, block: &[u8]) -> io::Result<()> {
+        self.blocks.push((self.out.written, block.len() as u32));
+        self.out.write_all(block)
     }
 
     /// Writes the columns, the rest of the session and the footer; returns the file, the
     /// columns and the session's rows in the file.
     pub fn finish(mut self, rest: &SessionRest) -> io::Result<(File, Columns, RowFile)> {
-        self.send_batch()?;
-        let (mut out, blocks) = self.join_writer()?;
-        let columns = self.columns.finish();
+        if !self.partial.is_empty() {
+            let block = encode_block(&mut Compressor::new(1)?, &self.partial)?;
+            self.write_block(&block)?;
+        }
+        let IndexWriter {
+            file,
+            fingerprint,
+            mut out,
+            blocks,
+            columns,
+            rows,
+            ..
+        } = self;
+        let columns = columns.finish();
         let columns_at = write_section(&mut out, &columns)?;
         let rest_at = write_section(&mut out, rest)?;
         let footer = postcard::to_stdvec(&Footer {
             version: FORMAT_VERSION,
-            fingerprint: self.fingerprint,
-            rows: self.rows,
+            fingerprint,
+            rows,
             rows_per_block: ROWS_PER_BLOCK as u32,
             blocks: blocks.clone(),
             columns: columns_at,
@@ -225,8 +240,8 @@ impl IndexWriter {
         inner.write_all(MAGIC)?;
         inner.flush()?;
         drop(inner);
-        let rows = RowFile::new(self.file.try_clone()?, blocks, ROWS_PER_BLOCK as u32);
-        Ok((self.file, columns, rows))
+        let rows = RowFile::new(file.try_clone()?, blocks, ROWS_PER_BLOCK as u32);
+        Ok((file, columns, rows))
     }
 }
 
@@ -236,9 +251,7 @@ pub fn write(session: &Session, fingerprint: u64, out: &File) -> io::Result<()> 
         io::Error::other("only a session whose rows are in memory is written whole")
     })?;
     let mut writer = IndexWriter::new(out.try_clone()?, fingerprint)?;
-    for task in rows {
-        writer.push(task.clone())?;
-    }
+    writer.push(&rows.iter().collect::<Vec<_>>())?;
     writer.finish(&session.rest()).map(|_| ())
 }
 
@@ -251,7 +264,7 @@ pub fn build(
     dir: &FsPath,
 ) -> io::Result<(Session, File)> {
     let mut writer = IndexWriter::new(tempfile::tempfile_in(dir)?, fingerprint)?;
-    let rest = builder.finish_to(ended_ns, |task| writer.push(task))?;
+    let rest = builder.finish_to(ended_ns, |rows| writer.push(rows))?;
     let (file, columns, rows) = writer.finish(&rest)?;
     Ok((Session::new(TaskTable::in_file(columns, rows), rest), file))
 }

@@ -9,8 +9,8 @@ use ray_history_storage::layout::SnapshotKind;
 use rayon::slice::ParallelSliceMut;
 use serde_json::value::RawValue;
 
-use super::spill::{SPILL_ROWS, TaskSpill};
-use super::task::{RowKey, TaskRows};
+use super::spill::{RowOrder, SpillBuffer, TaskSpill, in_order};
+use super::task::TaskRows;
 use super::*;
 use crate::ids::{ActorId, JobId, NodeId, TaskId};
 
@@ -28,18 +28,17 @@ pub struct Builder {
     interned: foldhash::HashSet<Text>,
     /// Texts computed from other texts, by their source (see [`Builder::intern_derived`]).
     derived: foldhash::HashMap<Text, Text>,
-    /// Where task rows go when the session is indexed, instead of staying in memory.
-    spill: Option<Arc<TaskSpill>>,
+    /// Where task rows go when the session is indexed, instead of staying here.
+    spill: Option<SpillBuffer>,
     /// What was read and skipped.
     pub stats: LoadStats,
 }
 
 impl Builder {
-    /// A builder that moves its task rows to `spill` whenever it holds [`SPILL_ROWS`] of them.
+    /// A builder that hands its task rows over to `spill` as it goes.
     pub fn spilling(spill: Arc<TaskSpill>) -> Self {
         Builder {
-            tasks: TaskRows::unmerged(),
-            spill: Some(spill),
+            spill: Some(SpillBuffer::new(spill)),
             ..Builder::default()
         }
     }
@@ -78,11 +77,9 @@ impl Builder {
     }
 
     fn add_task(&mut self, task: Task) {
-        self.tasks.add(task);
-        if self.tasks.len() >= SPILL_ROWS
-            && let Some(spill) = &self.spill
-        {
-            spill.put(self.tasks.take_leaving_room(SPILL_ROWS));
+        match &mut self.spill {
+            Some(spill) => spill.push(task),
+            None => self.tasks.add(task),
         }
     }
 
@@ -162,8 +159,10 @@ impl Builder {
             std::mem::swap(self, &mut other);
             return self.merge(other);
         }
-        if self.spill.is_none() {
-            self.spill = other.spill.take();
+        match (&mut self.spill, other.spill.take()) {
+            (Some(mine), Some(theirs)) => mine.absorb(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
         }
         for task in other.tasks.into_vec() {
             self.add_task(task);
@@ -207,19 +206,28 @@ impl Builder {
     }
 
     /// Freezes the state for the session index: returns everything but the task rows, and
-    /// passes every finished row to `sink` in row order. A spilling builder never holds more
-    /// than a partition of its rows in memory (see [`super::spill`]).
+    /// passes every finished row to `sink` in row order, a batch at a time. A spilling
+    /// builder never holds more than a partition of its rows in memory when the session is
+    /// big (see [`super::spill`]).
     pub fn finish_to(
         mut self,
         ended_ns: Option<u64>,
-        mut sink: impl FnMut(Task) -> std::io::Result<()>,
+        mut sink: impl FnMut(&[&Task]) -> std::io::Result<()>,
     ) -> std::io::Result<SessionRest> {
         let spill = self.spill.take();
-        let tasks = self.tasks.take();
+        let mut tasks = self.tasks.take();
         let (rest, finisher) = self.finish_rest(ended_ns);
         match spill {
-            Some(spill) => spill.finish(tasks, |rows| finisher.finish(rows), sink)?,
-            None => finisher.finish(tasks).into_iter().try_for_each(&mut sink)?,
+            Some(spill) => spill.finish(|rows| finisher.finish_in_place(rows), sink)?,
+            None => {
+                let order = finisher.finish_in_place(&mut tasks);
+                sink(
+                    &order
+                        .iter()
+                        .map(|(_, i)| &tasks[*i as usize])
+                        .collect::<Vec<_>>(),
+                )?;
+            }
         }
         Ok(rest)
     }
@@ -304,16 +312,30 @@ struct TaskFinisher {
 
 impl TaskFinisher {
     /// Finished rows of `tasks`, in row order.
-    fn finish(&self, tasks: Vec<Task>) -> Vec<Task> {
+    fn finish(&self, mut tasks: Vec<Task>) -> Vec<Task> {
+        let order = self.finish_in_place(&mut tasks);
+        in_order(tasks, &order)
+    }
+
+    /// Finishes `tasks` where they lie; returns their keys ([`Task::row_key`]) and indexes
+    /// in row order: rows are a few hundred bytes, and sorting them in place would move each
+    /// one many times.
+    fn finish_in_place(&self, tasks: &mut Vec<Task>) -> RowOrder {
         // Attempts Ray never lists go first, so that none of them is inferred to have failed.
-        let mut tasks = drop_unlisted_attempts(tasks);
-        for task in &mut tasks {
+        drop_unlisted_attempts(tasks);
+        for task in tasks.iter_mut() {
             if let Some(ended_ns) = self.ended_ns {
                 self.infer_end(task, ended_ns);
             }
             finish_task(task, &self.actor_names);
         }
-        sort_rows(tasks)
+        let mut keys: RowOrder = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.row_key(), i as u32))
+            .collect();
+        keys.par_sort_unstable();
+        keys
     }
 
     fn infer_end(&self, task: &mut Task, ended_ns: u64) {
@@ -328,22 +350,6 @@ impl TaskFinisher {
             }));
         }
     }
-}
-
-/// Sorts rows by [`Task::row_key`], moving each row once (rows are a few hundred bytes; sorting
-/// them in place moves each one many times).
-fn sort_rows(tasks: Vec<Task>) -> Vec<Task> {
-    let mut order: Vec<(RowKey, u32)> = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.row_key(), i as u32))
-        .collect();
-    order.par_sort_unstable();
-    let mut slots: Vec<Option<Task>> = tasks.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .map(|(_, i)| slots[i as usize].take().expect("each row is taken once"))
-        .collect()
 }
 
 /// The text that marks a state inferred at the session's end rather than recorded.
@@ -427,7 +433,7 @@ fn empty_text() -> Text {
 /// Drops attempts that Ray itself never lists: no definition and nothing but a running state
 /// (an actor's restarted creation task), when another attempt of the task has a definition.
 /// The live GCS has no row for them, so `ray list tasks` and `summarize` do not count them.
-fn drop_unlisted_attempts(tasks: Vec<Task>) -> Vec<Task> {
+fn drop_unlisted_attempts(tasks: &mut Vec<Task>) {
     let defined = |t: &Task| t.def.task_type.is_some() || !t.def.func_or_class_name.is_empty();
     let running_only = |t: &Task| {
         TaskState::ALL.iter().all(|s| {
@@ -438,15 +444,21 @@ fn drop_unlisted_attempts(tasks: Vec<Task>) -> Vec<Task> {
                 )
         })
     };
-    let with_definition: std::collections::HashSet<TaskId> = tasks
+    // Such attempts are rare: only their tasks are looked at again.
+    let candidates: foldhash::HashSet<TaskId> = tasks
         .iter()
-        .filter(|t| defined(t))
+        .filter(|t| !defined(t) && running_only(t))
         .map(|t| t.task_id)
         .collect();
-    tasks
-        .into_iter()
-        .filter(|t| defined(t) || !running_only(t) || !with_definition.contains(&t.task_id))
-        .collect()
+    if candidates.is_empty() {
+        return;
+    }
+    let with_definition: foldhash::HashSet<TaskId> = tasks
+        .iter()
+        .filter(|t| defined(t) && candidates.contains(&t.task_id))
+        .map(|t| t.task_id)
+        .collect();
+    tasks.retain(|t| defined(t) || !running_only(t) || !with_definition.contains(&t.task_id));
 }
 
 fn finish_task(task: &mut Task, actor_names: &HashMap<ActorId, Text>) {

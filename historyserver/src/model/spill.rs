@@ -1,8 +1,12 @@
-//! Building a session's task rows for the session index: builders hand their rows over in
-//! chunks, split by task id into [`PARTITIONS`]. A session small enough (see
-//! [`hold_rows_for`]) keeps them in memory, merged as they come; a bigger one moves them to
-//! disk, and each partition is then merged, finished and sorted alone. Either way the sorted
-//! partitions are merged into row order, and memory is bounded whatever the session's size.
+//! Building a session's task rows for the session index: builders split their rows by task
+//! id into [`PARTITIONS`] as they parse, and hand each partition's rows over a few at a time.
+//! A session small enough (see [`hold_rows_for`]) keeps them in memory, merged as they come;
+//! a bigger one moves them to disk, and each partition is then merged, finished and sorted
+//! alone. Either way the sorted partitions are merged into row order, and memory is bounded
+//! whatever the session's size.
+//!
+//! Rows are a few hundred bytes: every move of a million of them costs tens of milliseconds,
+//! so held rows are finished where they lie and passed on in row order by reference.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -10,20 +14,21 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
 use super::Task;
-use super::task::TaskRows;
+use super::task::{RowKey, TaskRows};
 use crate::ids::TaskId;
 
 /// Partitions of the rows; a partition is merged in memory (a 10M-task session gives
 /// partitions of about 160k rows).
 pub const PARTITIONS: usize = 64;
-/// Rows a builder holds before they go to disk.
-pub const SPILL_ROWS: usize = 16_384;
+/// Rows of one partition a builder collects before it hands them over: few enough that the
+/// builders of a load hold little, many enough that a lock is taken once per batch.
+const BATCH_ROWS: usize = 256;
 /// Merged rows a big session holds in memory before they go to disk (about 100 MiB).
 pub const HOLD_ROWS: usize = 131_072;
 /// Event bytes up to which a session's rows are all held in memory (about 1.3M tasks of
@@ -31,8 +36,13 @@ pub const HOLD_ROWS: usize = 131_072;
 pub const HOLD_ALL_BYTES: u64 = 2 << 30;
 /// Merged rows a session that small holds at most (about 900 MiB).
 pub const HOLD_ALL_ROWS: usize = 1_500_000;
+/// The keys of some rows in row order, each with the index of its row.
+pub(super) type RowOrder = Vec<(RowKey, u32)>;
 /// Rows per chunk of a sorted partition.
 const RUN_CHUNK: usize = 1024;
+/// Rows passed to the sink at once when they come from disk (a multiple of the index's
+/// block size, so that no block straddles two batches).
+const SINK_ROWS: usize = 8192;
 
 /// The partition of a task: all attempts of a task land in the same one.
 fn partition_of(id: &TaskId) -> usize {
@@ -154,28 +164,22 @@ impl TaskSpill {
         })
     }
 
-    /// Takes rows over, each to its partition: merged into the held rows while they are
-    /// fewer than the spill holds, else moved to disk.
-    pub(super) fn put(&self, tasks: Vec<Task>) {
-        let mut parts: Vec<Vec<Task>> = (0..PARTITIONS).map(|_| Vec::new()).collect();
-        for task in tasks {
-            parts[partition_of(&task.task_id)].push(task);
-        }
+    /// Takes a partition's rows over (leaving `rows` empty): merged into the held rows while
+    /// they are fewer than the spill holds, else moved to disk.
+    fn put(&self, partition: usize, rows: &mut Vec<Task>) {
         if self.on_disk.load(Ordering::Acquire) {
-            for (partition, rows) in parts.iter().enumerate() {
-                self.append(partition, rows);
-            }
+            self.append(partition, rows);
+            rows.clear();
             return;
         }
-        let mut added = 0;
-        for (held, rows) in self.held.iter().zip(parts) {
-            let mut held = held.lock().expect("spill lock");
+        let added = {
+            let mut held = self.held[partition].lock().expect("spill lock");
             let before = held.len();
-            for task in rows {
+            for task in rows.drain(..) {
                 held.add(task);
             }
-            added += held.len() - before;
-        }
+            held.len() - before
+        };
         let held = self.held_rows.fetch_add(added, Ordering::AcqRel) + added;
         if held >= self.hold_rows && !self.on_disk.swap(true, Ordering::AcqRel) {
             self.move_held_to_disk();
@@ -206,31 +210,50 @@ impl TaskSpill {
         Ok(merged.into_vec())
     }
 
-    /// Finishes the spilled rows and `last` (rows never spilled): `finish` turns all the
-    /// rows of some tasks into their finished rows in row order; every finished row is passed
-    /// to `sink` in row order (creation time, task id, attempt).
-    pub(super) fn finish(
+    /// Finishes every row: `finish` finishes all the rows of some tasks where they lie and
+    /// returns their row order (creation time, task id, attempt); `sink` is given every
+    /// finished row in that order, a batch at a time.
+    fn finish(
         &self,
-        last: Vec<Task>,
-        finish: impl Fn(Vec<Task>) -> Vec<Task> + Sync,
-        mut sink: impl FnMut(Task) -> io::Result<()>,
+        finish: impl Fn(&mut Vec<Task>) -> RowOrder + Sync,
+        mut sink: impl FnMut(&[&Task]) -> io::Result<()>,
     ) -> io::Result<()> {
         let started = std::time::Instant::now();
-        self.put(last);
         if !self.on_disk.load(Ordering::Acquire) {
             // Never went to disk: each partition finishes alone, and the sorted partitions
-            // are merged in memory.
-            let parts: Vec<std::vec::IntoIter<Task>> = self
+            // are merged by reference.
+            let parts: Vec<(Vec<Task>, RowOrder)> = self
                 .held
                 .par_iter()
-                .map(|held| finish(held.lock().expect("spill lock").take()).into_iter())
+                .map(|held| {
+                    let mut rows = held.lock().expect("spill lock").take();
+                    let order = finish(&mut rows);
+                    (rows, order)
+                })
                 .collect();
-            let rows = merge_sorted(parts, |rows| Ok(rows.next()), &mut sink)?;
+            let sources = parts
+                .iter()
+                .enumerate()
+                .map(|(p, (_, order))| order.iter().map(move |(key, i)| (*key, p, *i)))
+                .collect();
+            let mut all = Vec::with_capacity(parts.iter().map(|(_, order)| order.len()).sum());
+            merge_sorted(
+                sources,
+                |keys| Ok(keys.next()),
+                |(key, ..)| *key,
+                |(_, p, i)| {
+                    all.push(&parts[p].0[i as usize]);
+                    Ok(())
+                },
+            )?;
+            sink(&all)?;
             tracing::info!(
-                rows,
+                rows = all.len(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "session index: task rows finished in memory"
             );
+            drop(all);
+            free_in_background(parts);
             return Ok(());
         }
         self.move_held_to_disk();
@@ -247,7 +270,18 @@ impl TaskSpill {
                 rows: Vec::new().into_iter(),
             })
             .collect();
-        let rows = merge_sorted(cursors, Run::next, &mut sink)?;
+        let mut batch = Vec::with_capacity(SINK_ROWS);
+        let mut rows = 0;
+        merge_sorted(cursors, Run::next, Task::row_key, |task| {
+            batch.push(task);
+            rows += 1;
+            if batch.len() == SINK_ROWS {
+                sink(&batch.iter().collect::<Vec<_>>())?;
+                batch.clear();
+            }
+            Ok(())
+        })?;
+        sink(&batch.iter().collect::<Vec<_>>())?;
         tracing::info!(
             rows,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -259,11 +293,13 @@ impl TaskSpill {
     /// Merges, finishes and sorts each partition (in parallel), into a file of sorted runs.
     fn sorted_partitions(
         &self,
-        finish: &(impl Fn(Vec<Task>) -> Vec<Task> + Sync),
+        finish: &(impl Fn(&mut Vec<Task>) -> RowOrder + Sync),
     ) -> io::Result<ChunkFile> {
         let runs = ChunkFile::new(&self.dir)?;
         (0..PARTITIONS).into_par_iter().try_for_each(|partition| {
-            let rows = finish(self.merged(partition)?);
+            let mut rows = self.merged(partition)?;
+            let order = finish(&mut rows);
+            let rows = in_order(rows, &order);
             for chunk in rows.chunks(RUN_CHUNK) {
                 runs.append(partition, chunk);
             }
@@ -295,34 +331,131 @@ impl Run<'_> {
     }
 }
 
-/// Merges sorted sources (`next` gives a source's next row) into one sequence in row
-/// order; returns the number of rows.
-fn merge_sorted<S>(
+/// Frees rows on a thread of their own, then gives the freed pages back to the system. Each
+/// row owns a few allocations and shares its texts: a million take about half a second to
+/// free on one thread (longer on the pool, fighting over the texts' reference counts), which
+/// a load need not wait for, as the session is served from its index file by then.
+fn free_in_background<T: Send + 'static>(rows: T) {
+    let free = move || {
+        drop(rows);
+        release_freed_memory();
+    };
+    // A thread that cannot start drops its closure, and with it the rows, here.
+    if std::thread::Builder::new()
+        .name("index-rows-free".into())
+        .spawn(free)
+        .is_err()
+    {
+        release_freed_memory();
+    }
+}
+
+/// Gives the heap pages freed so far back to the system. glibc's malloc keeps them in its
+/// arenas otherwise: a server that had just built a 1M-task index stayed at about 790 MB RSS
+/// while serving from it, against about 100 MB for one that opened the index. No allocator
+/// crate was better: mimalloc kept the RSS low here but grew by 265 MiB under the hostile
+/// requests test, where glibc's grows by far less.
+#[allow(unsafe_code)]
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free memory of malloc's own heaps; it touches no live
+    // allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// `rows` moved into `order` (each row once).
+pub(super) fn in_order(rows: Vec<Task>, order: &[(RowKey, u32)]) -> Vec<Task> {
+    let mut slots: Vec<Option<Task>> = rows.into_iter().map(Some).collect();
+    order
+        .iter()
+        .map(|(_, i)| slots[*i as usize].take().expect("each row is taken once"))
+        .collect()
+}
+
+/// Merges sources sorted by `key` (`next` gives a source's next item) into one sequence in
+/// that order, passed to `sink`.
+fn merge_sorted<S, T>(
     mut sources: Vec<S>,
-    mut next: impl FnMut(&mut S) -> io::Result<Option<Task>>,
-    sink: &mut impl FnMut(Task) -> io::Result<()>,
-) -> io::Result<u64> {
-    let mut heads: Vec<Option<Task>> = Vec::with_capacity(sources.len());
+    mut next: impl FnMut(&mut S) -> io::Result<Option<T>>,
+    key: impl Fn(&T) -> RowKey,
+    mut sink: impl FnMut(T) -> io::Result<()>,
+) -> io::Result<()> {
+    let mut heads: Vec<Option<T>> = Vec::with_capacity(sources.len());
     let mut heap = BinaryHeap::with_capacity(sources.len());
     for (i, source) in sources.iter_mut().enumerate() {
         let head = next(source)?;
         if let Some(task) = &head {
-            heap.push(Reverse((task.row_key(), i)));
+            heap.push(Reverse((key(task), i)));
         }
         heads.push(head);
     }
-    let mut rows = 0;
     while let Some(Reverse((_, i))) = heap.pop() {
         let task = heads[i].take().expect("a queued source has a head");
         let following = next(&mut sources[i])?;
         if let Some(following) = &following {
-            heap.push(Reverse((following.row_key(), i)));
+            heap.push(Reverse((key(following), i)));
         }
         heads[i] = following;
         sink(task)?;
-        rows += 1;
     }
-    Ok(rows)
+    Ok(())
+}
+
+/// A builder's task rows on their way to a [`TaskSpill`], collected by partition.
+#[derive(Debug)]
+pub(super) struct SpillBuffer {
+    spill: Arc<TaskSpill>,
+    parts: Vec<Vec<Task>>,
+}
+
+impl SpillBuffer {
+    /// An empty buffer in front of `spill`.
+    pub(super) fn new(spill: Arc<TaskSpill>) -> Self {
+        SpillBuffer {
+            spill,
+            parts: (0..PARTITIONS).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// Adds a row, handing its partition's rows over once there are enough.
+    pub(super) fn push(&mut self, task: Task) {
+        let partition = partition_of(&task.task_id);
+        let rows = &mut self.parts[partition];
+        if rows.capacity() == 0 {
+            rows.reserve_exact(BATCH_ROWS);
+        }
+        rows.push(task);
+        if rows.len() == BATCH_ROWS {
+            self.spill.put(partition, rows);
+        }
+    }
+
+    /// Hands every collected row over.
+    pub(super) fn flush(&mut self) {
+        for (partition, rows) in self.parts.iter_mut().enumerate() {
+            if !rows.is_empty() {
+                self.spill.put(partition, rows);
+            }
+        }
+    }
+
+    /// Hands `other`'s rows over too; both must be in front of the same spill.
+    pub(super) fn absorb(&mut self, mut other: SpillBuffer) {
+        debug_assert!(Arc::ptr_eq(&self.spill, &other.spill));
+        other.flush();
+    }
+
+    /// Finishes every row of the spill (see [`TaskSpill::finish`]), this buffer's included.
+    pub(super) fn finish(
+        mut self,
+        finish: impl Fn(&mut Vec<Task>) -> RowOrder + Sync,
+        sink: impl FnMut(&[&Task]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        self.flush();
+        self.spill.finish(finish, sink)
+    }
 }
 
 #[cfg(test)]
@@ -376,7 +509,7 @@ mod tests {
     }
 
     /// The finished rows of [`updates`] through a spill holding `hold_rows` in memory, parsed
-    /// by two builders (each passing [`SPILL_ROWS`] rows on the way) and merged.
+    /// by two builders (each handing batches over on the way) and merged.
     fn spilled_rows(hold_rows: usize) -> Vec<Task> {
         let dir = tempfile::tempdir().unwrap();
         let spill = Arc::new(TaskSpill::new(dir.path(), hold_rows).unwrap());
@@ -394,8 +527,8 @@ mod tests {
         }
         a.merge(b);
         let mut rows = Vec::new();
-        a.finish_to(Some(ENDED_NS), |task| {
-            rows.push(task);
+        a.finish_to(Some(ENDED_NS), |batch| {
+            rows.extend(batch.iter().map(|task| (*task).clone()));
             Ok(())
         })
         .unwrap();

@@ -101,6 +101,9 @@ fn order_by_id(ids: &[TaskId], attempts: &[u32], copy_keys: bool) -> Vec<u32> {
 #[derive(Debug)]
 struct DictBuilder<T> {
     seen: foldhash::HashMap<T, u32>,
+    /// The code of the last value: neighbouring rows often share a value, and a comparison
+    /// costs less than a hash.
+    last: Option<u32>,
     dict: Dict<T>,
 }
 
@@ -108,6 +111,7 @@ impl<T> Default for DictBuilder<T> {
     fn default() -> Self {
         DictBuilder {
             seen: foldhash::HashMap::default(),
+            last: None,
             dict: Dict {
                 values: Vec::new(),
                 codes: Codes::U8(Vec::new()),
@@ -117,17 +121,21 @@ impl<T> Default for DictBuilder<T> {
 }
 
 impl<T: Clone + Eq + Hash> DictBuilder<T> {
-    fn push(&mut self, value: T) {
+    fn push(&mut self, value: &T) {
         let dict = &mut self.dict;
-        let code = match self.seen.get(&value) {
-            Some(code) => *code,
-            None => {
-                let code = dict.values.len() as u32;
-                dict.values.push(value.clone());
-                self.seen.insert(value, code);
-                code
-            }
+        let code = match self.last {
+            Some(last) if dict.values[last as usize] == *value => last,
+            _ => match self.seen.get(value) {
+                Some(code) => *code,
+                None => {
+                    let code = dict.values.len() as u32;
+                    dict.values.push(value.clone());
+                    self.seen.insert(value.clone(), code);
+                    code
+                }
+            },
         };
+        self.last = Some(code);
         dict.codes.push(code);
     }
 }
@@ -223,16 +231,16 @@ impl ColumnsBuilder {
         self.attempt.push(t.attempt);
         self.state.push(t.state);
         self.task_type.push(t.def.task_type);
-        self.job.push(t.job_id());
-        self.name.push(t.def.name.clone());
-        self.func.push(t.def.func_or_class_name.clone());
-        self.actor.push(t.def.actor_id);
-        self.node.push(t.node_id);
-        self.worker.push(t.worker_id);
+        self.job.push(&t.job_id());
+        self.name.push(&t.def.name);
+        self.func.push(&t.def.func_or_class_name);
+        self.actor.push(&t.def.actor_id);
+        self.node.push(&t.node_id);
+        self.worker.push(&t.worker_id);
         self.error_type
-            .push(t.error.as_ref().map(|e| e.error_type.clone()));
-        self.language.push(t.def.language.clone());
-        self.placement_group.push(t.def.placement_group_id);
+            .push(&t.error.as_ref().map(|e| e.error_type.clone()));
+        self.language.push(&t.def.language);
+        self.placement_group.push(&t.def.placement_group_id);
         self.drivers += usize::from(t.def.task_type == Some(TaskType::Driver));
     }
 
@@ -322,10 +330,14 @@ pub fn decode_block(compressed: &[u8]) -> io::Result<Vec<Task>> {
     postcard::from_bytes(&raw).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Encodes one block of rows.
-pub fn encode_block(rows: &[Task]) -> io::Result<Vec<u8>> {
+/// Encodes one block of rows (owned or borrowed: both encode alike) with `compressor`,
+/// which keeps its state from block to block.
+pub fn encode_block<T: serde::Serialize>(
+    compressor: &mut zstd::bulk::Compressor<'_>,
+    rows: &[T],
+) -> io::Result<Vec<u8>> {
     let raw = postcard::to_stdvec(rows).map_err(io::Error::other)?;
-    zstd::bulk::compress(&raw, 1)
+    compressor.compress(&raw)
 }
 
 /// Largest decoded block accepted (a foreign file cannot make a read allocate more).

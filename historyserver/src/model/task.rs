@@ -481,26 +481,11 @@ impl Task {
 pub(super) struct TaskRows {
     rows: Vec<Task>,
     index: foldhash::HashMap<(TaskId, u32), u32>,
-    /// Rows are only collected: a spilling builder's rows are merged by partition later, and
-    /// the updates of one attempt rarely share a file, so merging them here costs a hash map
-    /// for nothing.
-    unmerged: bool,
 }
 
 impl TaskRows {
-    /// Rows that [`TaskRows::add`] collects without merging.
-    pub(super) fn unmerged() -> Self {
-        TaskRows {
-            unmerged: true,
-            ..TaskRows::default()
-        }
-    }
-
     /// Merges `task` into its attempt's row, or adds a row.
     pub(super) fn add(&mut self, task: Task) {
-        if self.unmerged {
-            return self.rows.push(task);
-        }
         match self.index.entry((task.task_id, task.attempt)) {
             Entry::Occupied(e) => self.rows[*e.get() as usize].merge(task),
             Entry::Vacant(e) => {
@@ -516,14 +501,8 @@ impl TaskRows {
 
     /// Takes every row out.
     pub(super) fn take(&mut self) -> Vec<Task> {
-        self.take_leaving_room(0)
-    }
-
-    /// Takes every row out, leaving room for `rows` more (rows are big: growing a vector
-    /// of them again and again is a copy of each, many times over).
-    pub(super) fn take_leaving_room(&mut self, rows: usize) -> Vec<Task> {
         self.index.clear();
-        std::mem::replace(&mut self.rows, Vec::with_capacity(rows))
+        std::mem::take(&mut self.rows)
     }
 
     pub(super) fn into_vec(self) -> Vec<Task> {
