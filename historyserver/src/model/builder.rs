@@ -14,6 +14,9 @@ use super::task::TaskRows;
 use super::*;
 use crate::ids::{ActorId, JobId, NodeId, TaskId};
 
+/// Distinct task definitions a builder keeps to share (see [`Builder::task`]).
+const SHARED_DEFINITIONS: usize = 4096;
+
 /// Accumulates updates from one or more files; merge builders, then [`Builder::finish`].
 #[derive(Default)]
 pub struct Builder {
@@ -28,6 +31,8 @@ pub struct Builder {
     interned: foldhash::HashSet<Text>,
     /// Texts computed from other texts, by their source (see [`Builder::intern_derived`]).
     derived: foldhash::HashMap<Text, Text>,
+    /// Task definitions seen lately, each once (see [`Definition`]).
+    definitions: foldhash::HashSet<Arc<TaskDefinition>>,
     /// Where task rows go when the session is indexed, instead of staying here.
     spill: Option<SpillBuffer>,
     /// What was read and skipped.
@@ -68,12 +73,32 @@ impl Builder {
     }
 
     /// Applies one task update.
-    pub fn task(&mut self, update: TaskUpdate) {
+    pub fn task(&mut self, mut update: TaskUpdate) {
         let Some(task_id) = update.task_id else {
             self.stats.unknown_events += 1;
             return;
         };
-        self.add_task(Task::from_update(task_id, update));
+        let def = update
+            .definition
+            .take()
+            .map_or_else(Definition::default, |def| self.share(def));
+        self.add_task(Task::from_update(task_id, update, def));
+    }
+
+    /// The shared copy of a definition: a million tasks of a few call sites keep a few
+    /// definitions, not a million (each an allocation to make, fill, read and free).
+    fn share(&mut self, def: TaskDefinition) -> Definition {
+        if let Some(shared) = self.definitions.get(&def) {
+            return Definition::shared(shared.clone());
+        }
+        // Sharing is only a saving: a builder of tasks that all differ keeps no more than
+        // this many alive for it (their rows may have gone to disk).
+        if self.definitions.len() >= SHARED_DEFINITIONS {
+            self.definitions.clear();
+        }
+        let shared = Arc::new(def);
+        self.definitions.insert(shared.clone());
+        Definition::shared(shared)
     }
 
     fn add_task(&mut self, task: Task) {
@@ -323,11 +348,12 @@ impl TaskFinisher {
     fn finish_in_place(&self, tasks: &mut Vec<Task>) -> RowOrder {
         // Attempts Ray never lists go first, so that none of them is inferred to have failed.
         drop_unlisted_attempts(tasks);
+        let mut finished = FinishedDefinitions::default();
         for task in tasks.iter_mut() {
             if let Some(ended_ns) = self.ended_ns {
                 self.infer_end(task, ended_ns);
             }
-            finish_task(task, &self.actor_names);
+            finish_task(task, &self.actor_names, &mut finished);
         }
         let mut keys: RowOrder = tasks
             .iter()
@@ -461,7 +487,16 @@ fn drop_unlisted_attempts(tasks: &mut Vec<Task>) {
     tasks.retain(|t| defined(t) || !running_only(t) || !with_definition.contains(&t.task_id));
 }
 
-fn finish_task(task: &mut Task, actor_names: &HashMap<ActorId, Text>) {
+/// Finished definitions by the definition they came from (its address, kept alive here so
+/// that no other takes it) and the row's job hint: rows that share a definition share its
+/// finished one, instead of a copy each.
+type FinishedDefinitions = foldhash::HashMap<(usize, Option<JobId>), (Definition, Definition)>;
+
+fn finish_task(
+    task: &mut Task,
+    actor_names: &HashMap<ActorId, Text>,
+    finished: &mut FinishedDefinitions,
+) {
     let ts = task.state_ts;
     task.state = TaskState::ALL
         .iter()
@@ -469,34 +504,55 @@ fn finish_task(task: &mut Task, actor_names: &HashMap<ActorId, Text>) {
         .filter(|s| ts[*s as usize] > 0)
         .max_by_key(|s| (ts[*s as usize], s.rank()))
         .unwrap_or(TaskState::Nil);
-    let def = &mut task.def;
-    if def.job_id.is_none() {
-        def.job_id = task.job_hint;
-    }
     // Actor (creation) task ids end with the actor id; HTTP events omit it for creations.
-    if def.actor_id.is_none()
+    if task.def.actor_id.is_none()
         && matches!(
-            def.task_type,
+            task.def.task_type,
             Some(TaskType::Actor | TaskType::ActorCreation)
         )
     {
         let mut actor = [0u8; 16];
         actor.copy_from_slice(&task.task_id.0[8..]);
-        def.actor_id = Some(crate::ids::Id(actor));
-    }
-    if def.name.is_empty() {
-        def.name = def.func_or_class_name.clone();
-        // Export events carry no task name; Ray names a named actor's creation task
-        // `<actor name>:<class>.__init__`.
-        if def.task_type == Some(TaskType::ActorCreation)
-            && let Some(actor_name) = def.actor_id.and_then(|a| actor_names.get(&a))
-        {
-            def.name = Text::from(format!("{actor_name}:{}", def.func_or_class_name));
-        }
+        task.def.actor_id = Some(crate::ids::Id(actor));
+        finish_definition(&mut task.def, task.job_hint, actor_names);
+    } else {
+        let (_, def) = finished
+            .entry((task.def.address(), task.job_hint))
+            .or_insert_with(|| {
+                let mut def = task.def.clone();
+                finish_definition(&mut def, task.job_hint, actor_names);
+                (task.def.clone(), def)
+            });
+        task.def = def.clone();
     }
     if let Some(profile) = task.profile.as_mut() {
         profile.events.sort();
         profile.events.dedup();
+    }
+}
+
+/// Fills what a definition lacks from the rest of its row (written only where it changes,
+/// so a shared definition is copied only then).
+fn finish_definition(
+    def: &mut Definition,
+    job_hint: Option<JobId>,
+    actor_names: &HashMap<ActorId, Text>,
+) {
+    if def.job_id.is_none() && job_hint.is_some() {
+        def.job_id = job_hint;
+    }
+    if def.name.is_empty() {
+        // Export events carry no task name; Ray names a named actor's creation task
+        // `<actor name>:<class>.__init__`.
+        let name = match def.actor_id.and_then(|a| actor_names.get(&a)) {
+            Some(actor_name) if def.task_type == Some(TaskType::ActorCreation) => {
+                Text::from(format!("{actor_name}:{}", def.func_or_class_name))
+            }
+            _ => def.func_or_class_name.clone(),
+        };
+        if !name.is_empty() {
+            def.name = name;
+        }
     }
 }
 
@@ -544,5 +600,40 @@ mod tests {
             &[(TaskState::PendingArgsAvail, 4), (TaskState::Running, 5)],
         ));
         assert_eq!(builder.finish().tasks.len(), 2);
+    }
+
+    #[test]
+    fn equal_definitions_are_shared_and_finished_once() {
+        let definition = |func: &str| TaskDefinition {
+            task_type: Some(TaskType::Normal),
+            func_or_class_name: Text::from(func),
+            ..Default::default()
+        };
+        let mut builder = Builder::default();
+        for (i, func) in ["square", "square", "cube"].into_iter().enumerate() {
+            builder.task(TaskUpdate {
+                task_id: TaskId::from_hex(&format!("{i:048x}")),
+                definition: Some(definition(func)),
+                states: vec![(TaskState::Finished, i as u64 + 1)],
+                job_id: Some(crate::ids::Id([1, 0, 0, 0])),
+                ..Default::default()
+            });
+        }
+        let session = builder.finish();
+        let rows = session.tasks.memory_rows().unwrap();
+        // Export events carry no name and the job only beside the definition: both are
+        // filled in, once for the rows that share a definition.
+        assert_eq!(
+            rows.iter().map(|t| &*t.def.name).collect::<Vec<_>>(),
+            ["square", "square", "cube"]
+        );
+        assert!(rows.iter().all(|t| t.def.job_id.is_some()));
+        assert_eq!(rows[0].def.address(), rows[1].def.address());
+        assert_ne!(rows[0].def.address(), rows[2].def.address());
+        // A write to a shared definition copies it first.
+        let (mut first, second) = (rows[0].clone(), rows[1].clone());
+        first.def.name = Text::from("renamed");
+        assert_eq!(&*second.def.name, "square");
+        assert_eq!(rows[0].def.address(), second.def.address());
     }
 }

@@ -1,6 +1,7 @@
 //! Task attempts: their states, definition, execution fields and merge rules.
 
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 
 use super::{Text, take_opt, take_stamped, take_text};
 use crate::ids::{ActorId, JobId, NodeId, PlacementGroupId, TaskId, WorkerId};
@@ -194,7 +195,7 @@ pub struct Profile {
 }
 
 /// Definition fields of a task attempt.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TaskDefinition {
     #[serde(deserialize_with = "super::recent_text")]
     pub name: Text,
@@ -236,19 +237,34 @@ impl TaskDefinition {
     }
 }
 
-/// A task attempt's definition, allocated only once an update carries one: most updates are
-/// state changes, and boxing an empty definition for each cost an allocation and a free per
-/// update (frees on another thread than the allocation contend in malloc). Reads see an
-/// empty definition when there is none; a write allocates one.
+/// A task attempt's definition, shared by the attempts that have an equal one: ids of a
+/// task's own are not part of it, so the tasks of one call site share one (a builder keeps
+/// each distinct definition once). Allocated only once an update carries one: most updates
+/// are state changes. Reads see an empty definition when there is none; a write copies a
+/// shared one first.
 #[derive(Debug, Clone, Default)]
-pub struct Definition(Option<Box<TaskDefinition>>);
+pub struct Definition(Option<Arc<TaskDefinition>>);
 
 impl Definition {
+    /// A definition shared with others.
+    pub(super) fn shared(def: Arc<TaskDefinition>) -> Self {
+        Definition(Some(def))
+    }
+
+    /// Where the shared definition is (0 for none): equal for attempts that share it.
+    pub(super) fn address(&self) -> usize {
+        self.0.as_ref().map_or(0, |def| Arc::as_ptr(def) as usize)
+    }
+
     fn merge(&mut self, other: Definition) {
         match (&mut self.0, other.0) {
             (_, None) => {}
             (None, Some(theirs)) => self.0 = Some(theirs),
-            (Some(mine), Some(theirs)) => mine.merge(*theirs),
+            // Merging a definition with itself changes nothing.
+            (Some(mine), Some(theirs)) if Arc::ptr_eq(mine, &theirs) => {}
+            (Some(mine), Some(theirs)) => {
+                Arc::make_mut(mine).merge(Arc::unwrap_or_clone(theirs));
+            }
         }
     }
 }
@@ -266,7 +282,7 @@ impl std::ops::Deref for Definition {
 
 impl std::ops::DerefMut for Definition {
     fn deref_mut(&mut self) -> &mut TaskDefinition {
-        self.0.get_or_insert_with(Box::default)
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default))
     }
 }
 
@@ -285,7 +301,7 @@ impl serde::Serialize for Definition {
 
 impl<'de> serde::Deserialize<'de> for Definition {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        TaskDefinition::deserialize(deserializer).map(|def| Definition(Some(Box::new(def))))
+        TaskDefinition::deserialize(deserializer).map(|def| Definition(Some(Arc::new(def))))
     }
 }
 
@@ -361,7 +377,8 @@ impl Task {
         self.ts(TaskState::Finished).or(self.ts(TaskState::Failed))
     }
 
-    pub(super) fn from_update(task_id: TaskId, update: TaskUpdate) -> Self {
+    /// The row of one update, whose definition (if it carried one) is `def`.
+    pub(super) fn from_update(task_id: TaskId, update: TaskUpdate, def: Definition) -> Self {
         let stamp = update
             .states
             .iter()
@@ -379,7 +396,7 @@ impl Task {
         Task {
             task_id,
             attempt: update.attempt,
-            def: Definition(update.definition.map(Box::new)),
+            def,
             state_ts,
             state: TaskState::Nil,
             node_id: update.node_id,
