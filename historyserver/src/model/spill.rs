@@ -263,25 +263,44 @@ impl TaskSpill {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "session index: task rows merged and sorted by partition"
         );
-        let cursors = (0..PARTITIONS)
+        let cursors: Vec<Run> = (0..PARTITIONS)
             .map(|p| Run {
                 file: &runs,
                 chunks: runs.chunks(p).into_iter(),
                 rows: Vec::new().into_iter(),
             })
             .collect();
-        let mut batch = Vec::with_capacity(SINK_ROWS);
-        let mut rows = 0;
-        merge_sorted(cursors, Run::next, Task::row_key, |task| {
-            batch.push(task);
-            rows += 1;
-            if batch.len() == SINK_ROWS {
-                sink(&batch.iter().collect::<Vec<_>>())?;
-                batch.clear();
-            }
-            Ok(())
-        })?;
-        sink(&batch.iter().collect::<Vec<_>>())?;
+        // The merge runs on a thread of its own while the sink writes the batch before (on
+        // the pool, which the merge must not wait for: it may be a single thread).
+        let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<Task>>(1);
+        let (merged, written) = std::thread::scope(|scope| {
+            let merging = scope.spawn(move || {
+                let mut batch = Vec::with_capacity(SINK_ROWS);
+                let mut rows = 0u64;
+                let stopped = || io::Error::other("the session index writer stopped");
+                merge_sorted(cursors, Run::next, Task::row_key, |task| {
+                    batch.push(task);
+                    rows += 1;
+                    if batch.len() == SINK_ROWS {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(SINK_ROWS));
+                        batches.send(full).map_err(|_| stopped())?;
+                    }
+                    Ok(())
+                })?;
+                batches.send(batch).map_err(|_| stopped())?;
+                Ok::<_, io::Error>(rows)
+            });
+            // A failing sink stops taking batches, which stops the merge.
+            let written = incoming
+                .into_iter()
+                .try_for_each(|batch| sink(&batch.iter().collect::<Vec<_>>()));
+            let merged = merging
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the session index merge panicked")));
+            (merged, written)
+        });
+        written?;
+        let rows = merged?;
         tracing::info!(
             rows,
             elapsed_ms = started.elapsed().as_millis() as u64,
