@@ -350,10 +350,10 @@ impl Run<'_> {
     }
 }
 
-/// Frees rows on a thread of their own, then gives the freed pages back to the system. Each
-/// row owns a few allocations and shares its texts: a million take about half a second to
-/// free on one thread (longer on the pool, fighting over the texts' reference counts), which
-/// a load need not wait for, as the session is served from its index file by then.
+/// Frees rows on a thread of their own, then gives the freed pages back to the system. Rows
+/// own allocations of their own and share texts and definitions: a million took up to half a
+/// second to free on one thread (longer on the pool, fighting over the shared reference
+/// counts), which a load need not wait for, as the session is served from its index file.
 fn free_in_background<T: Send + 'static>(rows: T) {
     let free = move || {
         drop(rows);

@@ -370,14 +370,6 @@ impl TaskTable {
         }
     }
 
-    /// The same table with its rows read from `file` (which holds these rows).
-    pub fn with_rows_in(self, file: RowFile) -> Self {
-        TaskTable {
-            columns: self.columns,
-            rows: Rows::File(file),
-        }
-    }
-
     /// The columns (what the session index stores beside the rows).
     pub fn columns(&self) -> &Columns {
         &self.columns
