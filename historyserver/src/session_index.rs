@@ -143,23 +143,16 @@ impl IndexWriter {
     }
 
     /// Adds the next rows.
-    pub fn push(&mut self, mut rows: &[&Task]) -> io::Result<()> {
-        if !self.partial.is_empty() {
-            let (fill, rest) = rows.split_at((ROWS_PER_BLOCK - self.partial.len()).min(rows.len()));
-            for task in fill {
-                self.columns.push(task);
-                self.partial.push((*task).clone());
-            }
-            self.rows += fill.len() as u64;
-            rows = rest;
-            if self.partial.len() < ROWS_PER_BLOCK {
-                return Ok(());
-            }
-            let block = encode_block(&mut Compressor::new(1)?, &self.partial)?;
-            self.write_block(&block)?;
-            self.partial.clear();
+    pub fn push(&mut self, rows: &[&Task]) -> io::Result<()> {
+        self.rows += rows.len() as u64;
+        // Rows that complete the block the last batch began.
+        let fill = ((ROWS_PER_BLOCK - self.partial.len()) % ROWS_PER_BLOCK).min(rows.len());
+        let (fill, rest) = rows.split_at(fill);
+        self.partial.extend(fill.iter().map(|task| (*task).clone()));
+        if self.partial.len() == ROWS_PER_BLOCK {
+            self.write_partial()?;
         }
-        let (whole, rest) = rows.split_at(rows.len() / ROWS_PER_BLOCK * ROWS_PER_BLOCK);
+        let (whole, tail) = rest.split_at(rest.len() / ROWS_PER_BLOCK * ROWS_PER_BLOCK);
         let IndexWriter {
             out,
             blocks,
@@ -180,35 +173,30 @@ impl IndexWriter {
                         )
                         .collect::<io::Result<_>>()?;
                     for block in encoded {
-                        blocks.push((out.written, block.len() as u32));
-                        out.write_all(&block)?;
+                        write_block(out, blocks, &block)?;
                     }
                 }
                 Ok::<_, io::Error>(())
             },
-            || whole.iter().for_each(|task| columns.push(task)),
+            || rows.iter().for_each(|task| columns.push(task)),
         );
         written?;
-        self.rows += whole.len() as u64;
-        for task in rest {
-            self.columns.push(task);
-            self.partial.push((*task).clone());
-        }
-        self.rows += rest.len() as u64;
+        self.partial.extend(tail.iter().map(|task| (*task).clone()));
         Ok(())
     }
 
-    fn write_block(&mut self, block: &[u8]) -> io::Result<()> {
-        self.blocks.push((self.out.written, block.len() as u32));
-        self.out.write_all(block)
+    /// Writes the rows of the block not yet full.
+    fn write_partial(&mut self) -> io::Result<()> {
+        let block = encode_block(&mut Compressor::new(1)?, &self.partial)?;
+        self.partial.clear();
+        write_block(&mut self.out, &mut self.blocks, &block)
     }
 
     /// Writes the columns, the rest of the session and the footer; returns the file, the
     /// columns and the session's rows in the file.
     pub fn finish(mut self, rest: &SessionRest) -> io::Result<(File, Columns, RowFile)> {
         if !self.partial.is_empty() {
-            let block = encode_block(&mut Compressor::new(1)?, &self.partial)?;
-            self.write_block(&block)?;
+            self.write_partial()?;
         }
         let IndexWriter {
             file,
@@ -243,6 +231,16 @@ impl IndexWriter {
         let rows = RowFile::new(file.try_clone()?, blocks, ROWS_PER_BLOCK as u32);
         Ok((file, columns, rows))
     }
+}
+
+/// Appends an encoded block and notes where it is.
+fn write_block(
+    out: &mut Checksummed<io::BufWriter<File>>,
+    blocks: &mut Vec<(u64, u32)>,
+    block: &[u8],
+) -> io::Result<()> {
+    blocks.push((out.written, block.len() as u32));
+    out.write_all(block)
 }
 
 /// Writes a session whose rows are in memory as an index file to `out` (at its start).
@@ -548,4 +546,60 @@ pub async fn fetch(
     tokio::task::spawn_blocking(move || open(file, fingerprint))
         .await
         .map_err(|e| IndexError::Io(io::Error::other(e)))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TaskId;
+    use crate::model::{TaskState, TaskUpdate};
+
+    /// The bytes of an index of `rows`, pushed in batches of the given sizes.
+    fn written(rows: &[&Task], rest: &SessionRest, batches: &[usize]) -> Vec<u8> {
+        let mut file = tempfile::tempfile().unwrap();
+        let mut writer = IndexWriter::new(file.try_clone().unwrap(), 7).unwrap();
+        let mut rows = rows;
+        for size in batches {
+            let (batch, more) = rows.split_at((*size).min(rows.len()));
+            writer.push(batch).unwrap();
+            rows = more;
+        }
+        writer.push(rows).unwrap();
+        writer.finish(rest).unwrap();
+        let mut bytes = Vec::new();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.read_to_end(&mut bytes).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn rows_pushed_in_batches_of_any_size_make_the_same_file() {
+        let mut builder = Builder::default();
+        for i in 0..1000u64 {
+            builder.task(TaskUpdate {
+                task_id: TaskId::from_hex(&format!("{i:048x}")),
+                states: vec![(TaskState::Finished, i + 1)],
+                ..Default::default()
+            });
+        }
+        let session = builder.finish();
+        let rows: Vec<&Task> = session.tasks.memory_rows().unwrap().iter().collect();
+        let rest = session.rest();
+        let whole = written(&rows, &rest, &[]);
+        // Batches that end inside a block, one that completes it, and one smaller than it.
+        for batches in [&[100, 300, 1][..], &[256, 512], &[255, 1, 10]] {
+            assert!(
+                written(&rows, &rest, batches) == whole,
+                "batches {batches:?} wrote another file"
+            );
+        }
+        let session = open(tempfile_with(&whole), 7).unwrap();
+        assert_eq!(session.tasks.len(), 1000);
+    }
+
+    fn tempfile_with(bytes: &[u8]) -> File {
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(bytes).unwrap();
+        file
+    }
 }
