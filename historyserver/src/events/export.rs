@@ -4,18 +4,20 @@
 //!
 //! Over 600 lines only with its unit tests, which stay beside the event shapes they check.
 
+mod task_line;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
+use serde::de::DeserializeSeed;
 use serde_json::value::RawValue;
 
-use super::{RawJson, StateTimes, flex_i64, flex_u64, nullable_text, resources_text};
+use super::{flex_i64, flex_u64, resources_text};
 use crate::ids::Id;
 use crate::model::{
-    ActorDefinition, ActorState, ActorTransition, ActorUpdate, Builder, DriverJob, ErrorInfo,
-    JobStatus, Node, NodeState, Profile, ProfileEvent, SubmissionJob, TaskDefinition, TaskLogInfo,
-    TaskType, TaskUpdate,
+    ActorDefinition, ActorState, ActorTransition, ActorUpdate, Builder, DriverJob, JobStatus, Node,
+    NodeState, Profile, ProfileEvent, SubmissionJob, TaskLogInfo, TaskUpdate,
 };
 
 #[derive(Deserialize)]
@@ -26,14 +28,6 @@ struct Line<'a> {
     timestamp: Option<u64>,
     #[serde(borrow)]
     event_data: &'a RawValue,
-}
-
-/// A line whose `event_data` type is known up front: parsed in one pass.
-#[derive(Deserialize)]
-struct Typed<T> {
-    event_data: T,
-    #[serde(default, deserialize_with = "flex_u64")]
-    timestamp: Option<u64>,
 }
 
 /// Finds the `source_type` value without parsing: Ray's C++ writers put it near the end of
@@ -63,18 +57,25 @@ fn event_ns(timestamp: Option<u64>) -> u64 {
     timestamp.unwrap_or(0).saturating_mul(1_000_000_000)
 }
 
-/// Parses one line; `false` when it is corrupt or of an unknown type.
-pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
+/// Parses one line; `false` when it is corrupt or of an unknown type. `scratch` is where a
+/// task line is read (empty before and after; reused from line to line).
+pub fn parse_line(line: &[u8], builder: &mut Builder, scratch: &mut TaskUpdate) -> bool {
     // Fast path for the bulk of a session: task events parsed in a single pass, by a SIMD
     // parser (sonic-rs parses these lines in about half the time of serde_json). The line is
     // checked to be UTF-8 first: sonic-rs does not check the values it keeps raw, and a raw
     // value must be text. A line it refuses is parsed again below.
     if sniff_source_type(line) == Some(b"EXPORT_TASK")
         && let Ok(text) = std::str::from_utf8(line)
-        && let Ok(typed) = sonic_rs::from_str::<Typed<TaskData<sonic_rs::LazyValue>>>(text)
     {
-        task(typed.event_data, event_ns(typed.timestamp), builder);
-        return true;
+        let mut parser = sonic_rs::Deserializer::from_str(text);
+        let parsed = task_line::Line::<sonic_rs::LazyValue>::new(scratch, builder)
+            .deserialize(&mut parser)
+            .and_then(|()| parser.end());
+        if parsed.is_ok() {
+            builder.task_from(scratch);
+            return true;
+        }
+        scratch.clear();
     }
     let Ok(line) = serde_json::from_slice::<Line>(line) else {
         return false;
@@ -82,7 +83,19 @@ pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
     let ts_ns = event_ns(line.timestamp);
     let data = line.event_data.get();
     match line.source_type.as_ref() {
-        "EXPORT_TASK" => serde_json::from_str::<TaskData>(data).map(|t| task(t, ts_ns, builder)),
+        "EXPORT_TASK" => {
+            let mut parser = serde_json::Deserializer::from_str(data);
+            let parsed = task_line::Data::<&RawValue>::new(scratch, builder)
+                .deserialize(&mut parser)
+                .and_then(|()| parser.end());
+            if parsed.is_err() {
+                scratch.clear();
+                return false;
+            }
+            scratch.event_ns = ts_ns;
+            builder.task_from(scratch);
+            return true;
+        }
         "EXPORT_ACTOR" => serde_json::from_str(data).map(|a| actor(a, ts_ns, builder)),
         "EXPORT_DRIVER_JOB" => serde_json::from_str(data).map(|j| driver_job(j, builder)),
         "EXPORT_SUBMISSION_JOB" => {
@@ -97,47 +110,6 @@ pub fn parse_line(line: &[u8], builder: &mut Builder) -> bool {
     .is_ok()
 }
 
-/// `R` is how the parser keeps a JSON value whole.
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "R: Deserialize<'de>"))]
-struct TaskData<'a, R = &'a RawValue> {
-    #[serde(borrow)]
-    task_id: Cow<'a, str>,
-    #[serde(default)]
-    attempt_number: u32,
-    #[serde(default, borrow, deserialize_with = "nullable_text")]
-    job_id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    task_info: Option<TaskInfo<'a, R>>,
-    #[serde(default, borrow)]
-    state_updates: Option<StateUpdates<'a>>,
-    #[serde(default, borrow)]
-    profile_events: Option<ProfileEvents<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "R: Deserialize<'de>"))]
-struct TaskInfo<'a, R> {
-    #[serde(default, borrow, deserialize_with = "nullable_text")]
-    name: Cow<'a, str>,
-    #[serde(default, borrow)]
-    func_or_class_name: Cow<'a, str>,
-    #[serde(default, borrow, rename = "type")]
-    task_type: Cow<'a, str>,
-    #[serde(default, borrow)]
-    language: Cow<'a, str>,
-    #[serde(default, borrow)]
-    parent_task_id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    actor_id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    placement_group_id: Cow<'a, str>,
-    #[serde(default)]
-    required_resources: Option<R>,
-    #[serde(default, borrow)]
-    runtime_env_info: Option<RuntimeEnvInfo<'a, R>>,
-}
-
 #[derive(Deserialize)]
 #[serde(bound(deserialize = "R: Deserialize<'de>"))]
 pub(crate) struct RuntimeEnvInfo<'a, R = &'a RawValue> {
@@ -145,22 +117,6 @@ pub(crate) struct RuntimeEnvInfo<'a, R = &'a RawValue> {
     pub serialized_runtime_env: Cow<'a, str>,
     #[serde(default)]
     pub runtime_env_config: Option<R>,
-}
-
-#[derive(Deserialize)]
-struct StateUpdates<'a> {
-    #[serde(default, borrow)]
-    node_id: Cow<'a, str>,
-    #[serde(default, borrow)]
-    worker_id: Cow<'a, str>,
-    #[serde(default)]
-    worker_pid: Option<u32>,
-    #[serde(default)]
-    state_ts_ns: StateTimes,
-    #[serde(default, borrow)]
-    error_info: Option<ErrorData<'a>>,
-    #[serde(default, borrow)]
-    task_log_info: Option<LogInfoData<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -249,56 +205,9 @@ impl ProfileEvents<'_> {
     }
 }
 
-fn non_nil<const N: usize>(text: &str) -> Option<Id<N>> {
+/// An id, or none when it is unreadable or all zeros.
+pub(super) fn non_nil<const N: usize>(text: &str) -> Option<Id<N>> {
     Id::<N>::from_base64(text).filter(|id| !id.is_nil())
-}
-
-fn task<R: RawJson>(data: TaskData<R>, ts_ns: u64, builder: &mut Builder) {
-    let mut update = TaskUpdate {
-        task_id: Id::from_base64(&data.task_id),
-        attempt: data.attempt_number,
-        job_id: Id::from_base64(&data.job_id),
-        event_ns: ts_ns,
-        ..Default::default()
-    };
-    if let Some(info) = data.task_info {
-        let env = info.runtime_env_info.as_ref();
-        update.definition = Some(TaskDefinition {
-            name: builder.intern(&info.name),
-            func_or_class_name: builder.intern(&info.func_or_class_name),
-            task_type: TaskType::from_name(&info.task_type),
-            language: builder.intern(&info.language),
-            job_id: update.job_id,
-            actor_id: non_nil(&info.actor_id),
-            parent_task_id: non_nil(&info.parent_task_id),
-            placement_group_id: non_nil(&info.placement_group_id),
-            required_resources: resources_text(info.required_resources.as_ref(), builder),
-            serialized_runtime_env: builder.intern(
-                env.map(|e| e.serialized_runtime_env.as_ref())
-                    .unwrap_or_default(),
-            ),
-            runtime_env_config: builder.intern(
-                env.and_then(|e| e.runtime_env_config.as_ref())
-                    .map(|r| r.json())
-                    .unwrap_or_default(),
-            ),
-        });
-    }
-    if let Some(su) = data.state_updates {
-        update.states = su.state_ts_ns.0;
-        update.node_id = Id::from_base64(&su.node_id);
-        update.worker_id = Id::from_base64(&su.worker_id);
-        update.worker_pid = su.worker_pid.filter(|p| *p > 0);
-        update.error = su.error_info.map(|e| ErrorInfo {
-            error_type: builder.intern(&e.error_type),
-            message: e.error_message.into(),
-        });
-        update.log_info = su.task_log_info.map(|l| l.to_model(builder));
-    }
-    if let Some(profile) = data.profile_events {
-        update.profile = Some(profile.to_model(builder));
-    }
-    builder.task(update);
 }
 
 #[derive(Deserialize)]
@@ -631,13 +540,21 @@ mod tests {
         lines.push(escaped.to_vec());
         let mut fast = Builder::default();
         let mut plain = Builder::default();
+        let mut scratch = TaskUpdate::default();
         for line in &lines {
             let text = std::str::from_utf8(line).unwrap();
-            let typed: Typed<TaskData<sonic_rs::LazyValue>> =
-                sonic_rs::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
-            task(typed.event_data, event_ns(typed.timestamp), &mut fast);
-            let typed: Typed<TaskData> = serde_json::from_slice(line).unwrap();
-            task(typed.event_data, event_ns(typed.timestamp), &mut plain);
+            let mut parser = sonic_rs::Deserializer::from_str(text);
+            task_line::Line::<sonic_rs::LazyValue>::new(&mut scratch, &mut fast)
+                .deserialize(&mut parser)
+                .and_then(|()| parser.end())
+                .unwrap_or_else(|e| panic!("{e}: {text}"));
+            fast.task_from(&mut scratch);
+            let mut parser = serde_json::Deserializer::from_slice(line);
+            task_line::Line::<&RawValue>::new(&mut scratch, &mut plain)
+                .deserialize(&mut parser)
+                .and_then(|()| parser.end())
+                .unwrap();
+            plain.task_from(&mut scratch);
         }
         let (fast, plain) = (fast.finish(), plain.finish());
         assert_eq!(fast.tasks.memory_rows(), plain.tasks.memory_rows());

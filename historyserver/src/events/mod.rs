@@ -51,6 +51,7 @@ impl FileKind {
 pub fn parse(kind: FileKind, data: &[u8], builder: &mut Builder) {
     builder.stats.bytes += data.len() as u64;
     let mut start = 0;
+    let mut scratch = crate::model::TaskUpdate::default();
     let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
     for end in ends {
         let line = data[start..end].trim_ascii();
@@ -60,7 +61,7 @@ pub fn parse(kind: FileKind, data: &[u8], builder: &mut Builder) {
         }
         builder.stats.lines += 1;
         let ok = match kind {
-            FileKind::Export => export::parse_line(line, builder),
+            FileKind::Export => export::parse_line(line, builder, &mut scratch),
             FileKind::RayEvents => ray_event::parse_line(line, builder),
             FileKind::Cluster => cluster::parse_line(line, builder),
             FileKind::Snapshot => snapshot::parse_line(line, builder),
@@ -201,38 +202,67 @@ pub(crate) fn nullable_text<'de: 'a, 'a, D: Deserializer<'de>>(
     d.deserialize_option(Text)
 }
 
-/// Task state times keyed by `TaskStatus` number, `{"11": "<nanos>"}`, read straight into
-/// pairs; unknown states and unparsable times are dropped.
-#[derive(Default)]
-pub(crate) struct StateTimes(pub Vec<(TaskState, u64)>);
+/// Task state times keyed by `TaskStatus` number, `{"11": "<nanos>"}`, appended to the
+/// pairs given (a list reused from line to line); unknown states and unparsable times are
+/// dropped, and `null` is none.
+pub(crate) struct StateTimesInto<'a>(pub &'a mut Vec<(TaskState, u64)>);
 
-impl<'de> Deserialize<'de> for StateTimes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Pairs;
-        impl<'de> Visitor<'de> for Pairs {
-            type Value = StateTimes;
+impl<'de> de::DeserializeSeed<'de> for StateTimesInto<'_> {
+    type Value = ();
 
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a map of task states to times")
-            }
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
 
-            fn visit_unit<E: de::Error>(self) -> Result<StateTimes, E> {
-                Ok(StateTimes::default())
-            }
+impl<'de> Visitor<'de> for StateTimesInto<'_> {
+    type Value = ();
 
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<StateTimes, A::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(2));
-                while let Some(key) = map.next_key::<Cow<str>>()? {
-                    let time = map.next_value_seed(FlexSeed)?;
-                    let state = key.parse().ok().and_then(TaskState::from_number);
-                    if let (Some(state), Some(Flex::Unsigned(time))) = (state, time) {
-                        pairs.push((state, time));
-                    }
-                }
-                Ok(StateTimes(pairs))
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a map of task states to times")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(StateKey(state)) = map.next_key()? {
+            let time = map.next_value_seed(FlexSeed)?;
+            if let (Some(state), Some(Flex::Unsigned(time))) = (state, time) {
+                self.0.push((state, time));
             }
         }
-        d.deserialize_map(Pairs)
+        Ok(())
+    }
+}
+
+/// A `state_ts_ns` key: the state of a `TaskStatus` number, read without copying the key.
+struct StateKey(Option<TaskState>);
+
+impl<'de> Deserialize<'de> for StateKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Number;
+        impl Visitor<'_> for Number {
+            type Value = StateKey;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a task state number")
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<StateKey, E> {
+                Ok(StateKey(key.parse().ok().and_then(TaskState::from_number)))
+            }
+        }
+        d.deserialize_str(Number)
     }
 }
 

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::export::{DeathCause, ErrorData, LogInfoData, ProfileEvents, map_text};
+use super::export::{DeathCause, ErrorData, LogInfoData, ProfileEvents, map_text, non_nil};
 use super::{flex_u64, resources_text, rfc3339_ns};
 use crate::ids::Id;
 use crate::model::{
@@ -181,10 +181,6 @@ struct TaskDef<'a> {
     serialized_runtime_env: Cow<'a, str>,
     #[serde(default, borrow)]
     language: Cow<'a, str>,
-}
-
-fn non_nil<const N: usize>(text: &str) -> Option<Id<N>> {
-    Id::<N>::from_base64(text).filter(|id| !id.is_nil())
 }
 
 fn task_definition(def: TaskDef, ts: u64, actor_task: bool, builder: &mut Builder) {

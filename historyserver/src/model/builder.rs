@@ -74,8 +74,15 @@ impl Builder {
 
     /// Applies one task update.
     pub fn task(&mut self, mut update: TaskUpdate) {
+        self.task_from(&mut update);
+    }
+
+    /// Applies one task update, taken out of `update`: it is left empty, to be reused (its
+    /// list of states keeps its memory, so a parser reading line after line allocates none).
+    pub fn task_from(&mut self, update: &mut TaskUpdate) {
         let Some(task_id) = update.task_id else {
             self.stats.unknown_events += 1;
+            update.clear();
             return;
         };
         let def = update

@@ -324,6 +324,18 @@ pub struct TaskUpdate {
     pub event_ns: u64,
 }
 
+impl TaskUpdate {
+    /// Empties the update, keeping the memory of its list of states.
+    pub fn clear(&mut self) {
+        let mut states = std::mem::take(&mut self.states);
+        states.clear();
+        *self = TaskUpdate {
+            states,
+            ..TaskUpdate::default()
+        };
+    }
+}
+
 /// Timestamps of the updates that set a task's execution fields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Stamps {
@@ -377,23 +389,24 @@ impl Task {
         self.ts(TaskState::Finished).or(self.ts(TaskState::Failed))
     }
 
-    /// The row of one update, whose definition (if it carried one) is `def`.
-    pub(super) fn from_update(task_id: TaskId, update: TaskUpdate, def: Definition) -> Self {
+    /// The row of one update, whose definition (if it carried one) is `def`; the update is
+    /// taken out (see [`TaskUpdate::clear`]).
+    pub(super) fn from_update(task_id: TaskId, update: &mut TaskUpdate, def: Definition) -> Self {
         let stamp = update
             .states
             .iter()
             .map(|(_, t)| *t)
             .max()
             .unwrap_or(update.event_ns);
-        let (has_error, has_log) = (update.error.is_some(), update.log_info.is_some());
+        let stamped = |set: bool| if set { stamp } else { 0 };
         let mut state_ts = [0u64; TASK_STATES];
-        for (state, ts) in update.states {
+        for (state, ts) in update.states.drain(..) {
             let slot = &mut state_ts[state as usize];
             if ts > 0 && (*slot == 0 || ts < *slot) {
                 *slot = ts;
             }
         }
-        Task {
+        let task = Task {
             task_id,
             attempt: update.attempt,
             def,
@@ -402,22 +415,20 @@ impl Task {
             node_id: update.node_id,
             worker_id: update.worker_id,
             worker_pid: update.worker_pid,
-            error: update.error.map(Box::new),
-            log_info: update.log_info.map(Box::new),
-            profile: update.profile.map(Box::new),
-            job_hint: update.job_id,
             stamps: Stamps {
-                node: if update.node_id.is_some() { stamp } else { 0 },
-                worker: if update.worker_id.is_some() { stamp } else { 0 },
-                pid: if update.worker_pid.is_some() {
-                    stamp
-                } else {
-                    0
-                },
-                error: if has_error { stamp } else { 0 },
-                log: if has_log { stamp } else { 0 },
+                node: stamped(update.node_id.is_some()),
+                worker: stamped(update.worker_id.is_some()),
+                pid: stamped(update.worker_pid.is_some()),
+                error: stamped(update.error.is_some()),
+                log: stamped(update.log_info.is_some()),
             },
-        }
+            error: update.error.take().map(Box::new),
+            log_info: update.log_info.take().map(Box::new),
+            profile: update.profile.take().map(Box::new),
+            job_hint: update.job_id,
+        };
+        update.clear();
+        task
     }
 
     pub(super) fn merge(&mut self, other: Task) {
