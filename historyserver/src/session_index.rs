@@ -108,6 +108,9 @@ pub fn fingerprint<'a>(files: impl IntoIterator<Item = (&'a str, u64)>) -> u64 {
     )
 }
 
+/// zstd level of the task blocks: a fast level, -3, wrote a 1M-task index about 0.1 s sooner
+/// than level 1, for a file 6% bigger (71 MB against 67 MB).
+const BLOCK_LEVEL: i32 = -3;
 /// Blocks encoded (in parallel) before they are written.
 const BLOCKS_PER_BATCH: usize = 64;
 
@@ -165,7 +168,7 @@ impl IndexWriter {
                     let encoded: Vec<Vec<u8>> = batch
                         .par_chunks(ROWS_PER_BLOCK)
                         .map_init(
-                            || Compressor::new(1),
+                            || Compressor::new(BLOCK_LEVEL),
                             |compressor, rows| match compressor {
                                 Ok(compressor) => encode_block(compressor, rows),
                                 Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
@@ -187,7 +190,7 @@ impl IndexWriter {
 
     /// Writes the rows of the block not yet full.
     fn write_partial(&mut self) -> io::Result<()> {
-        let block = encode_block(&mut Compressor::new(1)?, &self.partial)?;
+        let block = encode_block(&mut Compressor::new(BLOCK_LEVEL)?, &self.partial)?;
         self.partial.clear();
         write_block(&mut self.out, &mut self.blocks, &block)
     }

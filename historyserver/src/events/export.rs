@@ -65,7 +65,7 @@ pub fn parse_line(line: &[u8], builder: &mut Builder, scratch: &mut TaskUpdate) 
     // checked to be UTF-8 first: sonic-rs does not check the values it keeps raw, and a raw
     // value must be text. A line it refuses is parsed again below.
     if sniff_source_type(line) == Some(b"EXPORT_TASK")
-        && let Ok(text) = std::str::from_utf8(line)
+        && let Ok(text) = simdutf8::basic::from_utf8(line)
     {
         let mut parser = sonic_rs::Deserializer::from_str(text);
         let parsed = task_line::Line::<sonic_rs::LazyValue>::new(scratch, builder)

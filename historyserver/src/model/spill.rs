@@ -356,6 +356,7 @@ impl Run<'_> {
 /// counts), which a load need not wait for, as the session is served from its index file.
 fn free_in_background<T: Send + 'static>(rows: T) {
     let free = move || {
+        lowest_priority();
         drop(rows);
         release_freed_memory();
     };
@@ -366,6 +367,17 @@ fn free_in_background<T: Send + 'static>(rows: T) {
         .is_err()
     {
         release_freed_memory();
+    }
+}
+
+/// Makes the calling thread the last to get a core: freeing waits while the load ends.
+#[allow(unsafe_code)]
+fn lowest_priority() {
+    // SAFETY: gettid and setpriority touch no memory; on Linux, PRIO_PROCESS with a thread
+    // id sets that one thread's nice value. A failure leaves the priority as it was.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
     }
 }
 
