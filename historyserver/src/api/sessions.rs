@@ -6,8 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64_simd::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use ray_history_storage::metadata::{NodeMetadata, Owner};
 use serde::{Deserialize, Serialize};
@@ -99,7 +98,7 @@ fn encode_cursor(entry: &SessionEntry) -> String {
         entry.meta_ref.cluster,
         entry.meta.session_name
     );
-    URL_SAFE_NO_PAD.encode(raw)
+    URL_SAFE_NO_PAD.encode_to_string(raw)
 }
 
 fn sort_key(entry: &SessionEntry) -> (i64, String) {
@@ -114,7 +113,7 @@ fn sort_key(entry: &SessionEntry) -> (i64, String) {
 
 fn decode_cursor(text: &str) -> Result<(i64, String), ApiError> {
     let bad = || ApiError::bad_request(format!("invalid cursor {text:?}"));
-    let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| bad())?;
+    let raw = URL_SAFE_NO_PAD.decode_to_vec(text).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (micros, key) = raw.split_once('|').ok_or_else(bad)?;
     Ok((micros.parse().map_err(|_| bad())?, key.to_string()))
